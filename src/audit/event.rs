@@ -1,0 +1,110 @@
+//! Audit actions and events. Details never hold secrets: callers pass only what is safe to show.
+
+use serde_json::{Value, json};
+
+use crate::clock::Millis;
+use crate::web::RequestMeta;
+
+/// Everything the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    SetupCompleted,
+    AdminCreated,
+    LoginSucceeded,
+    LoginFailed,
+    LoginLocked,
+    Logout,
+}
+
+impl AuditAction {
+    /// The stable name stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SetupCompleted => "setup.completed",
+            Self::AdminCreated => "admin.created",
+            Self::LoginSucceeded => "auth.login_succeeded",
+            Self::LoginFailed => "auth.login_failed",
+            Self::LoginLocked => "auth.login_locked",
+            Self::Logout => "auth.logout",
+        }
+    }
+
+    /// What the audit page shows.
+    pub fn label(name: &str) -> &str {
+        match name {
+            "setup.completed" => "First-run setup completed",
+            "admin.created" => "Admin account created",
+            "auth.login_succeeded" => "Signed in",
+            "auth.login_failed" => "Sign-in failed",
+            "auth.login_locked" => "Sign-in refused (too many failures)",
+            "auth.logout" => "Signed out",
+            other => other,
+        }
+    }
+}
+
+/// Who did it.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    Admin { id: String, name: String },
+    Anonymous,
+    /// The command line or the system itself.
+    System,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: Millis,
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub target_kind: Option<&'static str>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Value,
+}
+
+impl AuditEvent {
+    pub fn new(at: Millis, actor: Actor, action: AuditAction) -> Self {
+        Self {
+            at,
+            actor,
+            action,
+            target_kind: None,
+            target_id: None,
+            ip: None,
+            request_id: None,
+            details: json!({}),
+        }
+    }
+
+    pub fn target(mut self, kind: &'static str, id: impl Into<String>) -> Self {
+        self.target_kind = Some(kind);
+        self.target_id = Some(id.into());
+        self
+    }
+
+    pub fn from_request(mut self, meta: &RequestMeta) -> Self {
+        self.ip = Some(meta.ip.clone());
+        self.request_id.clone_from(&meta.request_id);
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    // Named constructors for the events this area records.
+
+    pub fn admin_created(at: Millis, actor: Actor, admin_id: &str, username: &str, via: &str) -> Self {
+        Self::new(at, actor, AuditAction::AdminCreated)
+            .target("admin", admin_id)
+            .details(json!({ "username": username, "via": via }))
+    }
+
+    pub fn login_failed(at: Millis, username: &str, reason: &str) -> Self {
+        Self::new(at, Actor::Anonymous, AuditAction::LoginFailed)
+            .details(json!({ "username": username, "reason": reason }))
+    }
+}

@@ -1,0 +1,214 @@
+//! Owns the database connection: backend choice from the URL, pool set-up, migrations and readiness.
+//!
+//! SQL is written once over `sqlx::Any` (see docs/architecture.md): TEXT ids, BIGINT epoch-millisecond
+//! times and 0/1 flags, `$n` placeholders, no database-side clocks.
+
+pub mod ids;
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+/// The migrations of each backend, embedded in the binary.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from the URL scheme.
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => bail!(
+                "ROSTER_DATABASE_URL must start with sqlite:// or postgres:// (got scheme {scheme:?})"
+            ),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Self::Sqlite => &SQLITE_MIGRATIONS,
+            Self::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// The Any driver needs its drivers registered once per process.
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+impl Db {
+    /// Connects, creating the SQLite file and its folder when missing.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        install_drivers();
+        let backend = Backend::from_url(url)?;
+        let redacted = crate::config::redact_url(url);
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid database URL {redacted}"))?
+            .log_statements(tracing::log::LevelFilter::Debug)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; NORMAL is durable with WAL.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("cannot connect to the database at {redacted}"))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.backend
+            .migrator()
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    /// True when the database answers and every embedded migration has been applied.
+    pub async fn is_ready(&self) -> anyhow::Result<bool> {
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = $1")
+                .bind(true)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading the migration table")?;
+        let applied: BTreeSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+        Ok(self
+            .backend
+            .migrator()
+            .iter()
+            .all(|m| applied.contains(&m.version)))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Makes sure the SQLite file's folder exists and that the file is created on first use.
+fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+        }
+    }
+    let mut url = format!("sqlite://{path}");
+    if query.is_empty() {
+        url.push_str("?mode=rwc");
+    } else {
+        url.push('?');
+        url.push_str(query);
+        if !query.contains("mode=") {
+            url.push_str("&mode=rwc");
+        }
+    }
+    Ok(url)
+}
+
+/// True when the error is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Booleans are stored as 0/1 BIGINT on both backends.
+pub fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_comes_from_the_scheme() {
+        assert_eq!(Backend::from_url("sqlite://data/roster.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        let err = Backend::from_url("mysql://h/db").unwrap_err().to_string();
+        assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_url_gets_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a/b/roster.db");
+        let url = prepare_sqlite_url(&format!("sqlite://{}", file.display())).unwrap();
+        assert!(url.ends_with("roster.db?mode=rwc"), "{url}");
+        assert!(dir.path().join("a/b").is_dir());
+    }
+
+    /// The two migration folders must hold the same file names (STYLE.md §6).
+    #[test]
+    fn migration_folders_hold_the_same_names() {
+        let names = |dir: &str| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let sqlite = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
+        let postgres = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+        let versions = |m: &Migrator| m.iter().map(|x| (x.version, x.description.to_string())).collect::<Vec<_>>();
+        assert_eq!(versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS));
+    }
+}

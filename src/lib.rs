@@ -1,0 +1,15 @@
+//! Roster: the admin portal that makes Microsoft Entra ID the user source of a device-management tenant.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod dashboard;
+pub mod db;
+pub mod error;
+pub mod ops;
+pub mod secrets;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

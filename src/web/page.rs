@@ -1,0 +1,87 @@
+//! Owns the page shell's context: what every full page needs (admin, navigation, flash, CSRF token).
+
+use actix_session::Session;
+use actix_web::HttpResponse;
+use actix_web::http::{StatusCode, header};
+use askama::Template;
+
+use crate::error::{AppError, AppResult};
+
+use crate::web::flash::{self, Flash};
+use crate::web::guard::AdminSession;
+use crate::web::{assets, csrf};
+
+/// A navigation section. Only sections that exist are listed in [`NAV`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Dashboard,
+    Audit,
+    None,
+}
+
+/// Navigation entries, in console order: (section, label, href).
+const NAV: &[(Section, &str, &str)] = &[
+    (Section::Dashboard, "Dashboard", "/admin"),
+    (Section::Audit, "Audit", "/admin/audit"),
+];
+
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub active: bool,
+}
+
+/// Context embedded in every page struct as `ctx`.
+#[derive(Debug, Clone)]
+pub struct PageCtx {
+    /// Breadcrumb title in the console's words, e.g. "Admin > Audit".
+    pub title: String,
+    pub admin_name: Option<String>,
+    pub nav: Vec<NavItem>,
+    pub flashes: Vec<Flash>,
+    pub csrf_token: String,
+    pub css_href: &'static str,
+    pub version: &'static str,
+}
+
+impl PageCtx {
+    /// A page for a signed-in admin.
+    pub fn admin(session: &Session, admin: &AdminSession, section: Section, title: &str) -> anyhow::Result<Self> {
+        let mut ctx = Self::public(session, title)?;
+        ctx.admin_name = Some(admin.username.clone());
+        ctx.nav = NAV
+            .iter()
+            .map(|&(s, label, href)| NavItem { label, href, active: s == section })
+            .collect();
+        Ok(ctx)
+    }
+
+    /// A page anyone may see (sign-in, setup).
+    pub fn public(session: &Session, title: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            title: title.to_owned(),
+            admin_name: None,
+            nav: Vec::new(),
+            flashes: flash::take(session),
+            csrf_token: csrf::token(session)?,
+            css_href: assets::css_href(),
+            version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
+
+/// Renders a page with a status (forms re-render with 422, refusals with 4xx).
+pub fn render(page: &impl Template, status: StatusCode) -> AppResult<HttpResponse> {
+    let body = page.render().map_err(|e| AppError::Unexpected(e.into()))?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+/// The 303 answer of post/redirect/get.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
