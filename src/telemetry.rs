@@ -16,7 +16,10 @@ pub fn effective_filter(filter: &str) -> String {
 /// Installs the global subscriber. Calling it again is harmless (tests start many apps).
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(effective_filter(filter)).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -29,7 +29,7 @@ impl From<&AuditRow> for AuditItem {
             (Some(k), Some(id)) => format!("{k} {id}"),
             _ => String::new(),
         };
-        let details = if r.details == "{}" { String::new() } else { r.details.clone() };
+        let details = readable_details(&r.details);
         Self {
             when: format_ms(r.at),
             actor,
@@ -39,6 +39,21 @@ impl From<&AuditRow> for AuditItem {
             ip: r.ip.clone().unwrap_or_default(),
             details,
         }
+    }
+}
+
+/// `{"reason":"wrong password","username":"alice"}` → `reason: wrong password · username: alice`.
+fn readable_details(raw: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" · "),
+        _ => raw.to_owned(),
     }
 }
 
@@ -54,4 +69,16 @@ pub struct AuditPage {
     pub items: Vec<AuditItem>,
     pub total: i64,
     pub pager: Pager,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_as_pairs() {
+        assert_eq!(readable_details(r#"{"reason":"wrong password","n":2}"#), "n: 2 · reason: wrong password");
+        assert_eq!(readable_details("{}"), "");
+        assert_eq!(readable_details("not json"), "not json");
+    }
 }

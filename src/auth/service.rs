@@ -51,10 +51,11 @@ pub fn validate_new_admin(input: &NewAdmin) -> FieldErrors {
     } else if p.len() > MAX_PASSWORD_LEN {
         errors.insert("password", format!("Use at most {MAX_PASSWORD_LEN} characters."));
     }
-    if let Some(c) = &input.confirm {
-        if c.expose_secret() != p && !errors.contains_key("password") {
-            errors.insert("confirm", "The two passwords differ.".into());
-        }
+    if let Some(c) = &input.confirm
+        && c.expose_secret() != p
+        && !errors.contains_key("password")
+    {
+        errors.insert("confirm", "The two passwords differ.".into());
     }
     errors
 }

@@ -1,0 +1,58 @@
+//! Real-browser test: headless Chromium, driven by playwright-core from Node, clicks through first-run
+//! setup and sign-in and saves screenshots to target/screenshots/.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::helpers::spawn_app;
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one browser script with the app's addresses; panics with the script's output on failure.
+pub fn run_browser_script(script: &str, args: &[&str]) {
+    let peers = manifest().join("tests/peers/node");
+    assert!(
+        peers.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in tests/peers/node: run `make test-deps` (make test does it)"
+    );
+    let chromium = std::env::var("ROSTER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium is missing at {chromium}: run `make test-deps` (apt-get install chromium chromium-driver)"
+    );
+    let shots = manifest().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(manifest().join("tests/browser").join(script))
+        .args(args)
+        .env("ROSTER_CHROMIUM", &chromium)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("NODE_PATH", peers.join("node_modules"))
+        .output()
+        .expect("node runs (install Node.js: make test-deps)");
+    assert!(
+        out.status.success(),
+        "browser script {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_browser_completes_first_run_setup_and_signs_in() {
+    let app = spawn_app().await;
+    let link = app.setup_link.clone().unwrap();
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_browser_script("first_run.mjs", &[&address, &link]))
+        .await
+        .unwrap();
+    // The browser really created the admin and signed in and out.
+    assert_eq!(app.count("admins").await, 1);
+    let actions = app.audit_actions().await;
+    for a in ["setup.completed", "auth.logout", "auth.login_failed", "auth.login_succeeded"] {
+        assert!(actions.contains(&a.to_owned()), "{a} in {actions:?}");
+    }
+    assert!(manifest().join("target/screenshots/first-run-dashboard.png").is_file());
+}

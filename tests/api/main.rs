@@ -1,0 +1,10 @@
+//! HTTP and process tests of the real `roster` app, on SQLite or (with ROSTER_TEST_POSTGRES_URL) PostgreSQL.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+
+mod audit;
+mod auth;
+mod browser;
+mod cli;
+mod csrf;
+mod helpers;
+mod ops;
