@@ -55,7 +55,8 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// Formats epoch milliseconds for people: `2026-11-26 08:05:38 UTC`.
 pub fn format_ms(ms: Millis) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let fmt =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&fmt).ok())

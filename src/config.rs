@@ -27,7 +27,12 @@ pub struct Settings {
     pub database_url: Option<String>,
 
     /// Address and port the web server listens on (port 0 picks a free one).
-    #[arg(long, env = "ROSTER_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "ROSTER_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: String,
 
     /// Public URL of this portal, used in links, SAML and OIDC (default `http://<bind>`).
@@ -81,9 +86,9 @@ impl Settings {
 
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("roster.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("roster.db").display()))
     }
 
     /// Where the master key is read from or generated.
@@ -199,6 +204,9 @@ mod tests {
     fn sqlite_defaults_to_the_data_dir() {
         let s = Settings::for_data_dir("/var/lib/roster".into());
         assert_eq!(s.database_url(), "sqlite:///var/lib/roster/roster.db");
-        assert_eq!(s.master_key_path(), PathBuf::from("/var/lib/roster/master.key"));
+        assert_eq!(
+            s.master_key_path(),
+            PathBuf::from("/var/lib/roster/master.key")
+        );
     }
 }

@@ -50,7 +50,12 @@ pub struct ErrorPage {
 
 impl ErrorPage {
     /// Renders a stand-alone error page (it needs no session, so it works from anywhere).
-    pub fn response(status: StatusCode, title: &str, message: &str, correlation_id: Option<String>) -> HttpResponse {
+    pub fn response(
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        correlation_id: Option<String>,
+    ) -> HttpResponse {
         let page = Self {
             status: status.as_u16(),
             title: title.to_owned(),

@@ -14,7 +14,11 @@ use roster::startup::{Application, Options};
 use secrecy::SecretString;
 
 #[derive(Parser)]
-#[command(name = "roster", version, about = "Roster: Entra ID user source and sign-in portal")]
+#[command(
+    name = "roster",
+    version,
+    about = "Roster: Entra ID user source and sign-in portal"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -71,7 +75,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command {
         Command::Serve => {
-            let app = Application::build(&settings, Arc::new(SystemClock), Options::default()).await?;
+            let app =
+                Application::build(&settings, Arc::new(SystemClock), Options::default()).await?;
             app.run_until_stopped().await
         }
         Command::Migrate => {
@@ -82,7 +87,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::Admin { action: AdminAction::Create { username } } => create_admin(&settings, username).await,
+        Command::Admin {
+            action: AdminAction::Create { username },
+        } => create_admin(&settings, username).await,
         Command::CheckConfig => check_config(&settings).await,
     }
 }
@@ -108,16 +115,27 @@ async fn create_admin(settings: &Settings, username: String) -> anyhow::Result<(
     let password = read_password()?;
     let db = Db::connect(&settings.database_url()).await?;
     db.migrate().await?;
-    let input = NewAdmin { username, password, confirm: None };
+    let input = NewAdmin {
+        username,
+        password,
+        confirm: None,
+    };
     let result = create_admin_cli(&db, SystemClock.now_ms(), input).await;
     db.close().await;
     match result {
         Ok(admin) => {
-            println!("Created admin {} (id {}). Sign in at /login.", admin.username, admin.id);
+            println!(
+                "Created admin {} (id {}). Sign in at /login.",
+                admin.username, admin.id
+            );
             Ok(())
         }
         Err(CreateError::Invalid(errors)) => {
-            let msg = errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ");
+            let msg = errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             anyhow::bail!("nothing was created: {msg}")
         }
         Err(CreateError::SetupClosed) => anyhow::bail!("nothing was created"),
@@ -135,7 +153,11 @@ async fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let ready = db.is_ready().await.unwrap_or(false);
     println!(
         "migrations:  {}",
-        if ready { "up to date" } else { "pending (run `roster migrate` or start `roster serve`)" }
+        if ready {
+            "up to date"
+        } else {
+            "pending (run `roster migrate` or start `roster serve`)"
+        }
     );
     db.close().await;
     let key_path = settings.master_key_path();
@@ -143,7 +165,10 @@ async fn check_config(settings: &Settings) -> anyhow::Result<()> {
         MasterKey::load_or_create(&key_path)?;
         println!("master key:  {} (readable)", key_path.display());
     } else {
-        println!("master key:  {} (will be generated on first start)", key_path.display());
+        println!(
+            "master key:  {} (will be generated on first start)",
+            key_path.display()
+        );
     }
     println!("configuration is valid");
     Ok(())

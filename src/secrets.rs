@@ -92,7 +92,8 @@ impl MasterKey {
     }
 
     fn cipher(&self) -> anyhow::Result<Aes256Gcm> {
-        Aes256Gcm::new_from_slice(&self.0).map_err(|_| anyhow!("the master key has the wrong length"))
+        Aes256Gcm::new_from_slice(&self.0)
+            .map_err(|_| anyhow!("the master key has the wrong length"))
     }
 
     /// Encrypts a secret for storage.
@@ -121,7 +122,8 @@ impl MasterKey {
             bail!("stored secret is truncated");
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| anyhow!("stored secret is truncated"))?;
+        let nonce = Nonce::<Aes256Gcm>::try_from(nonce)
+            .map_err(|_| anyhow!("stored secret is truncated"))?;
         let plain = self.cipher()?.decrypt(&nonce, ct).map_err(|_| {
             anyhow!("stored secret cannot be decrypted: it was changed, or sealed with another master key")
         })?;
@@ -138,12 +140,21 @@ mod tests {
     fn seal_then_open_round_trips_and_hides_the_plaintext() {
         let dir = tempfile::tempdir().unwrap();
         let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
-        let sealed = key.seal(&SecretString::from("client-secret-value")).unwrap();
+        let sealed = key
+            .seal(&SecretString::from("client-secret-value"))
+            .unwrap();
         assert!(sealed.starts_with("v1:"));
         assert!(!sealed.contains("client-secret-value"));
-        assert_eq!(key.open(&sealed).unwrap().expose_secret(), "client-secret-value");
+        assert_eq!(
+            key.open(&sealed).unwrap().expose_secret(),
+            "client-secret-value"
+        );
         // Two seals of the same value differ (fresh nonce each time).
-        assert_ne!(sealed, key.seal(&SecretString::from("client-secret-value")).unwrap());
+        assert_ne!(
+            sealed,
+            key.seal(&SecretString::from("client-secret-value"))
+                .unwrap()
+        );
     }
 
     #[test]
@@ -155,7 +166,10 @@ mod tests {
         assert!(b.open(&sealed).is_err());
         let mut raw = URL_SAFE_NO_PAD.decode(&sealed[3..]).unwrap();
         raw[NONCE_LEN] ^= 1;
-        assert!(a.open(&format!("v1:{}", URL_SAFE_NO_PAD.encode(raw))).is_err());
+        assert!(
+            a.open(&format!("v1:{}", URL_SAFE_NO_PAD.encode(raw)))
+                .is_err()
+        );
         assert!(a.open("plain").is_err());
     }
 

@@ -39,7 +39,11 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: &Settings, clock: SharedClock, options: Options) -> anyhow::Result<Self> {
+    pub async fn build(
+        settings: &Settings,
+        clock: SharedClock,
+        options: Options,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
         tracing::info!(settings = ?settings, "Configuration loaded.");
         let db = Db::connect(&settings.database_url()).await?;
@@ -62,7 +66,12 @@ impl Application {
                  (or run `roster admin create --username NAME`)."
             );
         }
-        let state = AppState { db, clock, base_url, master_key };
+        let state = AppState {
+            db,
+            clock,
+            base_url,
+            master_key,
+        };
         let metrics = PrometheusMetricsBuilder::new("roster")
             .endpoint("/metrics")
             .mask_unmatched_patterns("UNKNOWN")
@@ -70,7 +79,13 @@ impl Application {
             .map_err(|e| anyhow!("setting up metrics: {e}"))?;
         let server = build_server(listener, state.clone(), metrics, &options)?;
         tracing::info!("HTTP server started.");
-        Ok(Self { port: local.port(), server, state, setup_link, cancel: CancellationToken::new() })
+        Ok(Self {
+            port: local.port(),
+            server,
+            state,
+            setup_link,
+            cancel: CancellationToken::new(),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -93,7 +108,12 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (or the cancel token), then stops gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, state, cancel, .. } = self;
+        let Self {
+            server,
+            state,
+            cancel,
+            ..
+        } = self;
         let handle = server.handle();
         let maintenance = tokio::spawn(maintenance_loop(state.clone(), cancel.clone()));
         let signals = tokio::spawn(crate::shutdown::listen(cancel.clone()));
@@ -136,7 +156,9 @@ fn build_server(
             .cookie_same_site(SameSite::Lax)
             .session_lifecycle(
                 BrowserSession::default()
-                    .state_ttl(actix_web::cookie::time::Duration::milliseconds(IDLE_TIMEOUT))
+                    .state_ttl(actix_web::cookie::time::Duration::milliseconds(
+                        IDLE_TIMEOUT,
+                    ))
                     .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
             )
             .build();
@@ -173,7 +195,10 @@ async fn not_found() -> actix_web::HttpResponse {
 async fn maintenance_loop(state: AppState, cancel: CancellationToken) {
     loop {
         if let Err(e) = auth::service::cleanup(&state.db, state.clock.now_ms()).await {
-            tracing::warn!(error = format!("{e:#}"), "Session clean-up failed; will retry.");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "Session clean-up failed; will retry."
+            );
         }
         tokio::select! {
             () = cancel.cancelled() => break,

@@ -15,7 +15,8 @@ pub fn effective_filter(filter: &str) -> String {
 
 /// Installs the global subscriber. Calling it again is harmless (tests start many apps).
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(effective_filter(filter)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(effective_filter(filter)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

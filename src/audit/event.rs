@@ -46,7 +46,10 @@ impl AuditAction {
 /// Who did it.
 #[derive(Debug, Clone)]
 pub enum Actor {
-    Admin { id: String, name: String },
+    Admin {
+        id: String,
+        name: String,
+    },
     Anonymous,
     /// The command line or the system itself.
     System,
@@ -97,7 +100,13 @@ impl AuditEvent {
 
     // Named constructors for the events this area records.
 
-    pub fn admin_created(at: Millis, actor: Actor, admin_id: &str, username: &str, via: &str) -> Self {
+    pub fn admin_created(
+        at: Millis,
+        actor: Actor,
+        admin_id: &str,
+        username: &str,
+        via: &str,
+    ) -> Self {
         Self::new(at, actor, AuditAction::AdminCreated)
             .target("admin", admin_id)
             .details(json!({ "username": username, "via": via }))

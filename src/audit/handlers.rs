@@ -26,7 +26,10 @@ pub struct AuditQuery {
 
 fn parse_cursor(raw: &str) -> Option<Cursor> {
     let (at, id) = raw.split_once('_')?;
-    Some(Cursor { at: at.parse().ok()?, id: id.to_owned() })
+    Some(Cursor {
+        at: at.parse().ok()?,
+        id: id.to_owned(),
+    })
 }
 
 async fn list_audit(
@@ -41,7 +44,10 @@ async fn list_audit(
     let has_more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
     let next_href = has_more
-        .then(|| rows.last().map(|r| format!("/admin/audit?before={}_{}", r.at, r.id)))
+        .then(|| {
+            rows.last()
+                .map(|r| format!("/admin/audit?before={}_{}", r.at, r.id))
+        })
         .flatten();
     let page = AuditPage {
         ctx: PageCtx::admin(&session, &admin, Section::Audit, "Admin > Audit")?,
@@ -63,7 +69,10 @@ mod tests {
     fn cursor_round_trips() {
         assert_eq!(
             parse_cursor("1700000000000_ab-cd"),
-            Some(Cursor { at: 1_700_000_000_000, id: "ab-cd".into() })
+            Some(Cursor {
+                at: 1_700_000_000_000,
+                id: "ab-cd".into()
+            })
         );
         assert_eq!(parse_cursor("x_y"), None);
         assert_eq!(parse_cursor("nounderscore"), None);

@@ -57,7 +57,8 @@ pub async fn list_page<'e>(
     before: Option<&Cursor>,
     limit: i64,
 ) -> sqlx::Result<Vec<AuditRow>> {
-    const COLS: &str = "id, at, actor_kind, actor_name, action, target_kind, target_id, ip, details";
+    const COLS: &str =
+        "id, at, actor_kind, actor_name, action, target_kind, target_id, ip, details";
     match before {
         Some(c) => {
             sqlx::query_as(&format!(
@@ -71,14 +72,18 @@ pub async fn list_page<'e>(
             .await
         }
         None => {
-            sqlx::query_as(&format!("SELECT {COLS} FROM audit_events ORDER BY at DESC, id DESC LIMIT $1"))
-                .bind(limit)
-                .fetch_all(ex)
-                .await
+            sqlx::query_as(&format!(
+                "SELECT {COLS} FROM audit_events ORDER BY at DESC, id DESC LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(ex)
+            .await
         }
     }
 }
 
 pub async fn count<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ex).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(ex)
+        .await
 }

@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn details_read_as_pairs() {
-        assert_eq!(readable_details(r#"{"reason":"wrong password","n":2}"#), "n: 2 · reason: wrong password");
+        assert_eq!(
+            readable_details(r#"{"reason":"wrong password","n":2}"#),
+            "n: 2 · reason: wrong password"
+        );
         assert_eq!(readable_details("{}"), "");
         assert_eq!(readable_details("not json"), "not json");
     }

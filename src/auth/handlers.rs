@@ -77,9 +77,20 @@ async fn login(
     meta: RequestMeta,
     form: web::Form<LoginInput>,
 ) -> AppResult<HttpResponse> {
-    let LoginInput { username, password, return_to } = form.into_inner();
+    let LoginInput {
+        username,
+        password,
+        return_to,
+    } = form.into_inner();
     let now = state.clock.now_ms();
-    let result = service::login(&state.db, now, &username, SecretString::from(password), &meta).await;
+    let result = service::login(
+        &state.db,
+        now,
+        &username,
+        SecretString::from(password),
+        &meta,
+    )
+    .await;
     let (status, message) = match result {
         Ok(admin) => {
             start_admin_session(&session, &admin.id)?;
@@ -109,7 +120,11 @@ async fn login(
     render(&page, status)
 }
 
-async fn logout(state: web::Data<AppState>, session: Session, meta: RequestMeta) -> AppResult<HttpResponse> {
+async fn logout(
+    state: web::Data<AppState>,
+    session: Session,
+    meta: RequestMeta,
+) -> AppResult<HttpResponse> {
     if let Ok(Some(id)) = session.get::<String>(ADMIN_KEY) {
         let name = crate::auth::repo::find_admin(&state.db.pool, &id)
             .await?
@@ -153,7 +168,11 @@ fn setup_closed(session: &Session, state: &SetupState) -> AppResult<HttpResponse
     render(&page, status)
 }
 
-async fn setup_form(state: web::Data<AppState>, session: Session, q: web::Query<SetupQuery>) -> AppResult<HttpResponse> {
+async fn setup_form(
+    state: web::Data<AppState>,
+    session: Session,
+    q: web::Query<SetupQuery>,
+) -> AppResult<HttpResponse> {
     let st = service::setup_state(&state.db, state.clock.now_ms(), &q.token).await?;
     if st != SetupState::Ready {
         return setup_closed(&session, &st);
@@ -186,7 +205,12 @@ async fn setup(
     meta: RequestMeta,
     form: web::Form<SetupInput>,
 ) -> AppResult<HttpResponse> {
-    let SetupInput { token, username, password, confirm } = form.into_inner();
+    let SetupInput {
+        token,
+        username,
+        password,
+        confirm,
+    } = form.into_inner();
     let input = NewAdmin {
         username: username.clone(),
         password: SecretString::from(password),

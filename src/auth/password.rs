@@ -20,7 +20,8 @@ pub async fn hash(password: SecretString) -> anyhow::Result<String> {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _g = span.enter();
-        let h: Result<PasswordHash, _> = Argon2::default().hash_password(password.expose_secret().as_bytes());
+        let h: Result<PasswordHash, _> =
+            Argon2::default().hash_password(password.expose_secret().as_bytes());
         h.map(|h| h.to_string())
             .map_err(|e| anyhow!("hashing a password failed: {e}"))
     })
@@ -36,7 +37,8 @@ pub async fn verify(password: SecretString, stored: Option<String>) -> anyhow::R
             Some(h) => (h, true),
             None => (DUMMY_HASH.clone().unwrap_or_default(), false),
         };
-        let parsed = PasswordHash::new(&hash).map_err(|e| anyhow!("stored password hash is malformed: {e}"))?;
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| anyhow!("stored password hash is malformed: {e}"))?;
         let ok = Argon2::default()
             .verify_password(password.expose_secret().as_bytes(), &parsed)
             .is_ok();
@@ -51,10 +53,24 @@ mod tests {
 
     #[tokio::test]
     async fn hash_verifies_only_the_right_password() {
-        let h = hash(SecretString::from("correct horse battery")).await.unwrap();
+        let h = hash(SecretString::from("correct horse battery"))
+            .await
+            .unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify(SecretString::from("correct horse battery"), Some(h.clone())).await.unwrap());
-        assert!(!verify(SecretString::from("wrong horse battery"), Some(h)).await.unwrap());
-        assert!(!verify(SecretString::from("roster-dummy-password"), None).await.unwrap());
+        assert!(
+            verify(SecretString::from("correct horse battery"), Some(h.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(SecretString::from("wrong horse battery"), Some(h))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(SecretString::from("roster-dummy-password"), None)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -40,14 +40,20 @@ impl From<AdminRow> for Admin {
 const ADMIN_COLS: &str = "id, username, password_hash, disabled, created_at, last_login_at";
 
 pub async fn count_admins<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM admins").fetch_one(ex).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM admins")
+        .fetch_one(ex)
+        .await
 }
 
-pub async fn find_admin<'e>(ex: impl Executor<'e, Database = Any>, id: &str) -> sqlx::Result<Option<Admin>> {
-    let row: Option<AdminRow> = sqlx::query_as(&format!("SELECT {ADMIN_COLS} FROM admins WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
+pub async fn find_admin<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<Option<Admin>> {
+    let row: Option<AdminRow> =
+        sqlx::query_as(&format!("SELECT {ADMIN_COLS} FROM admins WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(ex)
+            .await?;
     Ok(row.map(Admin::from))
 }
 
@@ -55,11 +61,12 @@ pub async fn find_admin_by_username<'e>(
     ex: impl Executor<'e, Database = Any>,
     username: &str,
 ) -> sqlx::Result<Option<Admin>> {
-    let row: Option<AdminRow> =
-        sqlx::query_as(&format!("SELECT {ADMIN_COLS} FROM admins WHERE username_lower = $1"))
-            .bind(username.to_lowercase())
-            .fetch_optional(ex)
-            .await?;
+    let row: Option<AdminRow> = sqlx::query_as(&format!(
+        "SELECT {ADMIN_COLS} FROM admins WHERE username_lower = $1"
+    ))
+    .bind(username.to_lowercase())
+    .fetch_optional(ex)
+    .await?;
     Ok(row.map(Admin::from))
 }
 
@@ -84,7 +91,11 @@ pub async fn create_admin<'e>(
     Ok(())
 }
 
-pub async fn touch_last_login<'e>(ex: impl Executor<'e, Database = Any>, id: &str, now: Millis) -> sqlx::Result<()> {
+pub async fn touch_last_login<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    now: Millis,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE admins SET last_login_at = $1 WHERE id = $2")
         .bind(now)
         .bind(id)
@@ -95,8 +106,12 @@ pub async fn touch_last_login<'e>(ex: impl Executor<'e, Database = Any>, id: &st
 
 // ---- setup tokens ----
 
-pub async fn delete_unused_setup_tokens<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL").execute(ex).await?;
+pub async fn delete_unused_setup_tokens<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")
+        .execute(ex)
+        .await?;
     Ok(())
 }
 
@@ -106,12 +121,14 @@ pub async fn create_setup_token<'e>(
     now: Millis,
     expires_at: Millis,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
-        .bind(token_hash)
-        .bind(now)
-        .bind(expires_at)
-        .execute(ex)
-        .await?;
+    sqlx::query(
+        "INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .bind(expires_at)
+    .execute(ex)
+    .await?;
     Ok(())
 }
 
@@ -189,7 +206,10 @@ pub async fn list_failures_since<'e>(
     Ok((by_user, by_ip))
 }
 
-pub async fn delete_login_attempts_before<'e>(ex: impl Executor<'e, Database = Any>, before: Millis) -> sqlx::Result<u64> {
+pub async fn delete_login_attempts_before<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    before: Millis,
+) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM login_attempts WHERE at < $1")
         .bind(before)
         .execute(ex)
@@ -206,7 +226,10 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
-pub async fn find_session<'e>(ex: impl Executor<'e, Database = Any>, id: &str) -> sqlx::Result<Option<SessionRow>> {
+pub async fn find_session<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as("SELECT state, created_at, expires_at FROM sessions WHERE id = $1")
         .bind(id)
         .fetch_optional(ex)
@@ -256,7 +279,11 @@ pub async fn update_session<'e>(
 
 /// Extends a session's idle deadline. Skips the write when it moved less than a minute, so browsing
 /// does not write on every request.
-pub async fn extend_session<'e>(ex: impl Executor<'e, Database = Any>, id: &str, expires_at: Millis) -> sqlx::Result<()> {
+pub async fn extend_session<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    expires_at: Millis,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at < $3")
         .bind(expires_at)
         .bind(id)
@@ -266,12 +293,21 @@ pub async fn extend_session<'e>(ex: impl Executor<'e, Database = Any>, id: &str,
     Ok(())
 }
 
-pub async fn delete_session<'e>(ex: impl Executor<'e, Database = Any>, id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(ex).await?;
+pub async fn delete_session<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id = $1")
+        .bind(id)
+        .execute(ex)
+        .await?;
     Ok(())
 }
 
-pub async fn delete_sessions_of_admin<'e>(ex: impl Executor<'e, Database = Any>, admin_id: &str) -> sqlx::Result<u64> {
+pub async fn delete_sessions_of_admin<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    admin_id: &str,
+) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM sessions WHERE admin_id = $1")
         .bind(admin_id)
         .execute(ex)
@@ -284,10 +320,12 @@ pub async fn delete_expired_sessions<'e>(
     now: Millis,
     created_before: Millis,
 ) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR created_at < $2")
-        .bind(now)
-        .bind(created_before)
-        .execute(ex)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR created_at < $2")
+            .bind(now)
+            .bind(created_before)
+            .execute(ex)
+            .await?
+            .rows_affected(),
+    )
 }

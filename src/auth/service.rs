@@ -36,7 +36,10 @@ pub fn validate_new_admin(input: &NewAdmin) -> FieldErrors {
         errors.insert("username", "Enter a username.".into());
     } else if u.chars().count() > 64 {
         errors.insert("username", "Use at most 64 characters.".into());
-    } else if !u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
+    } else if !u
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
         errors.insert(
             "username",
             "Use letters, digits and . _ - @ only (no spaces).".into(),
@@ -49,7 +52,10 @@ pub fn validate_new_admin(input: &NewAdmin) -> FieldErrors {
             format!("Use at least {MIN_PASSWORD_LEN} characters."),
         );
     } else if p.len() > MAX_PASSWORD_LEN {
-        errors.insert("password", format!("Use at most {MAX_PASSWORD_LEN} characters."));
+        errors.insert(
+            "password",
+            format!("Use at most {MAX_PASSWORD_LEN} characters."),
+        );
     }
     if let Some(c) = &input.confirm
         && c.expose_secret() != p
@@ -61,14 +67,24 @@ pub fn validate_new_admin(input: &NewAdmin) -> FieldErrors {
 }
 
 /// When no admin exists, replaces any unused setup token with a new one and returns its link.
-pub async fn issue_setup_link(db: &Db, now: Millis, base: &BaseUrl) -> anyhow::Result<Option<String>> {
+pub async fn issue_setup_link(
+    db: &Db,
+    now: Millis,
+    base: &BaseUrl,
+) -> anyhow::Result<Option<String>> {
     let mut tx = db.pool.begin().await?;
     if repo::count_admins(&mut *tx).await? > 0 {
         return Ok(None);
     }
     let token = random_token(32)?;
     repo::delete_unused_setup_tokens(&mut *tx).await?;
-    repo::create_setup_token(&mut *tx, &token_hash(&token), now, now + SETUP_TOKEN_LIFETIME).await?;
+    repo::create_setup_token(
+        &mut *tx,
+        &token_hash(&token),
+        now,
+        now + SETUP_TOKEN_LIFETIME,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(base.join(&format!("/setup?token={token}"))))
 }
@@ -116,7 +132,10 @@ impl From<sqlx::Error> for CreateError {
 
 fn taken() -> CreateError {
     let mut f = FieldErrors::new();
-    f.insert("username", "An admin with this username already exists.".into());
+    f.insert(
+        "username",
+        "An admin with this username already exists.".into(),
+    );
     CreateError::Invalid(f)
 }
 
@@ -136,14 +155,19 @@ pub async fn complete_setup(
     let hash = password::hash(input.password).await?;
     let id = new_id();
     let mut tx = db.pool.begin().await?;
-    if repo::count_admins(&mut *tx).await? > 0 || !repo::consume_setup_token(&mut *tx, &token_hash(token), now).await? {
+    if repo::count_admins(&mut *tx).await? > 0
+        || !repo::consume_setup_token(&mut *tx, &token_hash(token), now).await?
+    {
         return Err(CreateError::SetupClosed);
     }
     match repo::create_admin(&mut *tx, &id, &username, &hash, now).await {
         Err(e) if is_unique_violation(&e) => return Err(taken()),
         other => other?,
     }
-    let actor = Actor::Admin { id: id.clone(), name: username.clone() };
+    let actor = Actor::Admin {
+        id: id.clone(),
+        name: username.clone(),
+    };
     audit_repo::insert(
         &mut *tx,
         &AuditEvent::new(now, actor.clone(), AuditAction::SetupCompleted).from_request(meta),
@@ -175,7 +199,11 @@ pub async fn create_admin_cli(db: &Db, now: Millis, input: NewAdmin) -> Result<A
         Err(e) if is_unique_violation(&e) => return Err(taken()),
         other => other?,
     }
-    audit_repo::insert(&mut *tx, &AuditEvent::admin_created(now, Actor::System, &id, &username, "cli")).await?;
+    audit_repo::insert(
+        &mut *tx,
+        &AuditEvent::admin_created(now, Actor::System, &id, &username, "cli"),
+    )
+    .await?;
     // The first admin closes first-run setup: any printed setup link stops working.
     repo::delete_unused_setup_tokens(&mut *tx).await?;
     tx.commit().await?;
@@ -189,7 +217,9 @@ pub enum LoginError {
     /// Wrong username or password (never says which).
     BadCredentials,
     /// Too many failures; try again after this many minutes.
-    Locked { minutes: i64 },
+    Locked {
+        minutes: i64,
+    },
     Unexpected(anyhow::Error),
 }
 
@@ -210,7 +240,8 @@ fn locked_until(failures: &[Millis], now: Millis) -> Option<Millis> {
     // The failure that reached the limit starts a lockout of one window.
     let nth = *failures.get(MAX_FAILURES - 1)?;
     let newest = *failures.first()?;
-    (newest - nth < LOCKOUT_WINDOW && newest + LOCKOUT_WINDOW > now).then_some(newest + LOCKOUT_WINDOW)
+    (newest - nth < LOCKOUT_WINDOW && newest + LOCKOUT_WINDOW > now)
+        .then_some(newest + LOCKOUT_WINDOW)
 }
 
 /// Signs an admin in, or says why not. Every outcome is recorded for throttling and audit.
@@ -222,8 +253,12 @@ pub async fn login(
     meta: &RequestMeta,
 ) -> Result<Admin, LoginError> {
     let username = username.trim();
-    let (by_user, by_ip) = repo::list_failures_since(&db.pool, username, &meta.ip, now - LOCKOUT_WINDOW).await?;
-    let lock = locked_until(&by_user, now).into_iter().chain(locked_until(&by_ip, now)).max();
+    let (by_user, by_ip) =
+        repo::list_failures_since(&db.pool, username, &meta.ip, now - LOCKOUT_WINDOW).await?;
+    let lock = locked_until(&by_user, now)
+        .into_iter()
+        .chain(locked_until(&by_ip, now))
+        .max();
     if let Some(until) = lock {
         let minutes = (until - now + MINUTE - 1) / MINUTE;
         audit_repo::insert(
@@ -234,7 +269,9 @@ pub async fn login(
         )
         .await?;
         tracing::warn!(username = %username, ip = %meta.ip, "Sign-in refused: too many failed attempts.");
-        return Err(LoginError::Locked { minutes: minutes.max(1) });
+        return Err(LoginError::Locked {
+            minutes: minutes.max(1),
+        });
     }
     let admin = repo::find_admin_by_username(&db.pool, username).await?;
     let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await?;
@@ -245,8 +282,15 @@ pub async fn login(
             repo::touch_last_login(&mut *tx, &a.id, now).await?;
             audit_repo::insert(
                 &mut *tx,
-                &AuditEvent::new(now, Actor::Admin { id: a.id.clone(), name: a.username.clone() }, AuditAction::LoginSucceeded)
-                    .from_request(meta),
+                &AuditEvent::new(
+                    now,
+                    Actor::Admin {
+                        id: a.id.clone(),
+                        name: a.username.clone(),
+                    },
+                    AuditAction::LoginSucceeded,
+                )
+                .from_request(meta),
             )
             .await?;
             tx.commit().await?;
@@ -259,7 +303,11 @@ pub async fn login(
                 Some(_) => "wrong password",
             };
             repo::record_login_attempt(&mut *tx, username, &meta.ip, now, false).await?;
-            audit_repo::insert(&mut *tx, &AuditEvent::login_failed(now, username, reason).from_request(meta)).await?;
+            audit_repo::insert(
+                &mut *tx,
+                &AuditEvent::login_failed(now, username, reason).from_request(meta),
+            )
+            .await?;
             tx.commit().await?;
             Err(LoginError::BadCredentials)
         }
@@ -267,12 +315,21 @@ pub async fn login(
 }
 
 /// Records a sign-out.
-pub async fn logout(db: &Db, now: Millis, admin_id: &str, username: &str, meta: &RequestMeta) -> anyhow::Result<()> {
+pub async fn logout(
+    db: &Db,
+    now: Millis,
+    admin_id: &str,
+    username: &str,
+    meta: &RequestMeta,
+) -> anyhow::Result<()> {
     audit_repo::insert(
         &db.pool,
         &AuditEvent::new(
             now,
-            Actor::Admin { id: admin_id.to_owned(), name: username.to_owned() },
+            Actor::Admin {
+                id: admin_id.to_owned(),
+                name: username.to_owned(),
+            },
             AuditAction::Logout,
         )
         .from_request(meta),
@@ -309,7 +366,10 @@ mod tests {
         let e = validate_new_admin(&new("al ice", "twelve-chars", Some("twelve-charz")));
         assert!(e.contains_key("username") && e.contains_key("confirm"));
         let e = validate_new_admin(&new("alice", "elevenchars", None));
-        assert_eq!(e.get("password").map(String::as_str), Some("Use at least 12 characters."));
+        assert_eq!(
+            e.get("password").map(String::as_str),
+            Some("Use at least 12 characters.")
+        );
     }
 
     #[test]
@@ -317,7 +377,10 @@ mod tests {
         let m = MINUTE;
         let now = 100 * m;
         // Four failures: not locked.
-        assert_eq!(locked_until(&[now - m, now - 2 * m, now - 3 * m, now - 4 * m], now), None);
+        assert_eq!(
+            locked_until(&[now - m, now - 2 * m, now - 3 * m, now - 4 * m], now),
+            None
+        );
         // Five within the window: locked until the newest + 15 min.
         let five = [now - m, now - 2 * m, now - 3 * m, now - 4 * m, now - 5 * m];
         assert_eq!(locked_until(&five, now), Some(now - m + 15 * m));

@@ -54,7 +54,9 @@ impl DbSessionStore {
 
 /// The admin id inside a session state (values are JSON-encoded by actix-session).
 fn admin_of(state: &State) -> Option<String> {
-    state.get(ADMIN_KEY).and_then(|v| serde_json::from_str::<String>(v).ok())
+    state
+        .get(ADMIN_KEY)
+        .and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
 impl SessionStore for DbSessionStore {
@@ -80,9 +82,15 @@ impl SessionStore for DbSessionStore {
         self.insert_new(&state, ttl).await.map_err(SaveError::Other)
     }
 
-    async fn update(&self, key: SessionKey, mut state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
+    async fn update(
+        &self,
+        key: SessionKey,
+        mut state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
         let id = token_hash(key.as_ref());
-        let body = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let body =
+            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let updated = repo::update_session(
             &self.db.pool,
             &id,
@@ -98,11 +106,18 @@ impl SessionStore for DbSessionStore {
         }
         // The session was signed out or revoked while this request ran: never bring its sign-in back.
         state.remove(ADMIN_KEY);
-        self.insert_new(&state, ttl).await.map_err(UpdateError::Other)
+        self.insert_new(&state, ttl)
+            .await
+            .map_err(UpdateError::Other)
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
-        repo::extend_session(&self.db.pool, &token_hash(key.as_ref()), self.expires_at(ttl)).await?;
+        repo::extend_session(
+            &self.db.pool,
+            &token_hash(key.as_ref()),
+            self.expires_at(ttl),
+        )
+        .await?;
         Ok(())
     }
 

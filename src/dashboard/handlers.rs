@@ -28,7 +28,11 @@ pub struct DashboardPage {
     pub recent: Vec<AuditItem>,
 }
 
-async fn show_dashboard(state: web::Data<AppState>, session: Session, admin: AdminSession) -> AppResult<HttpResponse> {
+async fn show_dashboard(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: AdminSession,
+) -> AppResult<HttpResponse> {
     let recent = audit_repo::list_page(&state.db.pool, None, 8).await?;
     let page = DashboardPage {
         ctx: PageCtx::admin(&session, &admin, Section::Dashboard, "Admin > Dashboard")?,

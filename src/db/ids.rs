@@ -13,7 +13,8 @@ pub fn new_id() -> String {
 /// `n` random bytes from the operating system, URL-safe base64 without padding.
 pub fn random_token(n: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; n];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
@@ -50,7 +51,10 @@ mod tests {
     fn tokens_are_url_safe_and_distinct() {
         let a = random_token(32).unwrap();
         assert_eq!(a.len(), 43);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(a, random_token(32).unwrap());
     }
 

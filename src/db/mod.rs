@@ -176,11 +176,23 @@ mod tests {
 
     #[test]
     fn backend_comes_from_the_scheme() {
-        assert_eq!(Backend::from_url("sqlite://data/roster.db").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(Backend::from_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::from_url("sqlite://data/roster.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
         let err = Backend::from_url("mysql://h/db").unwrap_err().to_string();
-        assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
+        assert!(
+            err.contains("sqlite://") && err.contains("postgres://"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -207,7 +219,11 @@ mod tests {
         let postgres = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, postgres);
-        let versions = |m: &Migrator| m.iter().map(|x| (x.version, x.description.to_string())).collect::<Vec<_>>();
+        let versions = |m: &Migrator| {
+            m.iter()
+                .map(|x| (x.version, x.description.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS));
     }
 }

@@ -9,12 +9,16 @@ pub fn configure(r: &mut Routes<'_>) {
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.db.is_ready().await {
-        Ok(true) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n"),
+        Ok(true) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready\n"),
         Ok(false) => HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
             .body("not ready: database migrations are pending; run `roster migrate`\n"),

@@ -18,18 +18,26 @@ struct Asset {
     content_type: &'static str,
 }
 
-static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| vec![hashed("css/roster", "css", CSS, "text/css; charset=utf-8")]);
+static ASSETS: LazyLock<Vec<Asset>> =
+    LazyLock::new(|| vec![hashed("css/roster", "css", CSS, "text/css; charset=utf-8")]);
 
 fn hashed(stem: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
     let digest = Sha256::digest(body.as_bytes());
     let short: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
     let name = format!("{stem}-{short}.{ext}");
-    Asset { href: format!("/static/{name}"), name, body, content_type }
+    Asset {
+        href: format!("/static/{name}"),
+        name,
+        body,
+        content_type,
+    }
 }
 
 /// The stylesheet's URL for the layout.
 pub fn css_href() -> &'static str {
-    ASSETS.first().map_or("/static/css/roster.css", |a| a.href.as_str())
+    ASSETS
+        .first()
+        .map_or("/static/css/roster.css", |a| a.href.as_str())
 }
 
 pub fn configure(r: &mut Routes<'_>) {

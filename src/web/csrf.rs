@@ -52,7 +52,10 @@ pub async fn protect(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if is_safe(req.method()) || EXEMPT_PATHS.contains(&req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
     let expected = req.get_session().get::<String>(SESSION_KEY).ok().flatten();
     let mut presented = req
@@ -72,7 +75,10 @@ pub async fn protect(
     }
     let ok = matches!((&expected, &presented), (Some(e), Some(p)) if constant_time_eq(e.as_bytes(), p.as_bytes()));
     if ok {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
     tracing::warn!(path = %req.path(), had_session_token = expected.is_some(), "Refused a request without a valid CSRF token.");
     let resp = ErrorPage::response(
@@ -91,7 +97,10 @@ mod tests {
 
     #[test]
     fn finds_the_token_among_form_fields() {
-        assert_eq!(form_field(b"a=1&csrf_token=x%2By&b=2").as_deref(), Some("x+y"));
+        assert_eq!(
+            form_field(b"a=1&csrf_token=x%2By&b=2").as_deref(),
+            Some("x+y")
+        );
         assert_eq!(form_field(b"a=1"), None);
     }
 }

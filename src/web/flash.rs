@@ -32,7 +32,10 @@ impl Flash {
 /// Queues a message for the next page.
 pub fn push(session: &Session, level: Level, text: impl Into<String>) {
     let mut all: Vec<Flash> = session.get(KEY).ok().flatten().unwrap_or_default();
-    all.push(Flash { level, text: text.into() });
+    all.push(Flash {
+        level,
+        text: text.into(),
+    });
     if let Err(e) = session.insert(KEY, all) {
         tracing::warn!(error = %e, "Could not store a flash message.");
     }
@@ -40,5 +43,8 @@ pub fn push(session: &Session, level: Level, text: impl Into<String>) {
 
 /// Takes the queued messages (they are shown once).
 pub fn take(session: &Session) -> Vec<Flash> {
-    session.remove_as::<Vec<Flash>>(KEY).and_then(Result::ok).unwrap_or_default()
+    session
+        .remove_as::<Vec<Flash>>(KEY)
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }

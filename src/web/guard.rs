@@ -45,7 +45,10 @@ pub async fn require_admin(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if !is_admin_path(req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
     let session = req.get_session();
     let admin_id = session.get::<String>(ADMIN_KEY).ok().flatten();
@@ -57,15 +60,24 @@ pub async fn require_admin(
                     id: admin.id,
                     username: admin.username,
                 });
-                return next.call(req).await.map(ServiceResponse::map_into_left_body);
+                return next
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
             }
             Ok(_) => session.purge(),
             Err(e) => return Err(AppError::from(e).into()),
         }
     }
     let location = if req.method() == Method::GET {
-        let target = req.uri().path_and_query().map_or("/admin", |pq| pq.as_str());
-        format!("/login?return_to={}", url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>())
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/admin", |pq| pq.as_str());
+        format!(
+            "/login?return_to={}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        )
     } else {
         "/login".to_owned()
     };

@@ -48,7 +48,10 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "same-origin"))
         .add((header::CACHE_CONTROL, "no-store"))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=()",
+        ))
 }
 
 /// Who sent a request: the peer address and the request id shared with the log.
@@ -65,7 +68,9 @@ impl actix_web::FromRequest for RequestMeta {
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         use actix_web::HttpMessage;
         // The direct peer: a forwarded-for header is not trusted, since anyone can send one.
-        let ip = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        let ip = req
+            .peer_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
         let request_id = req
             .extensions()
             .get::<tracing_actix_web::RequestId>()

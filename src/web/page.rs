@@ -47,12 +47,21 @@ pub struct PageCtx {
 
 impl PageCtx {
     /// A page for a signed-in admin.
-    pub fn admin(session: &Session, admin: &AdminSession, section: Section, title: &str) -> anyhow::Result<Self> {
+    pub fn admin(
+        session: &Session,
+        admin: &AdminSession,
+        section: Section,
+        title: &str,
+    ) -> anyhow::Result<Self> {
         let mut ctx = Self::public(session, title)?;
         ctx.admin_name = Some(admin.username.clone());
         ctx.nav = NAV
             .iter()
-            .map(|&(s, label, href)| NavItem { label, href, active: s == section })
+            .map(|&(s, label, href)| NavItem {
+                label,
+                href,
+                active: s == section,
+            })
             .collect();
         Ok(ctx)
     }

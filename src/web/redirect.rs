@@ -15,8 +15,19 @@ mod tests {
 
     #[test]
     fn only_local_paths_pass() {
-        assert_eq!(local_path("/admin/audit?page=2"), Some("/admin/audit?page=2"));
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "", "/a\r\nb", "/a\\b"] {
+        assert_eq!(
+            local_path("/admin/audit?page=2"),
+            Some("/admin/audit?page=2")
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "evil",
+            "",
+            "/a\r\nb",
+            "/a\\b",
+        ] {
             assert_eq!(local_path(bad), None, "{bad}");
         }
     }

@@ -32,12 +32,18 @@ pub struct Routes<'a> {
 impl<'a> Routes<'a> {
     /// Mounts on `cfg` while recording.
     pub fn mounting(cfg: &'a mut ServiceConfig) -> Self {
-        Self { cfg: Some(cfg), table: Vec::new() }
+        Self {
+            cfg: Some(cfg),
+            table: Vec::new(),
+        }
     }
 
     /// Only records (for tests and docs).
     pub fn recording() -> Self {
-        Self { cfg: None, table: Vec::new() }
+        Self {
+            cfg: None,
+            table: Vec::new(),
+        }
     }
 
     pub fn table(&self) -> &[RouteInfo] {
@@ -62,7 +68,12 @@ impl<'a> Routes<'a> {
         self.add(Method::POST, path, || web::post().to(handler))
     }
 
-    fn add(&mut self, method: Method, path: &'static str, route: impl FnOnce() -> Route) -> &mut Self {
+    fn add(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        route: impl FnOnce() -> Route,
+    ) -> &mut Self {
         if let Some(cfg) = self.cfg.as_deref_mut() {
             cfg.route(path, route());
         }
@@ -87,9 +98,15 @@ mod tests {
         let t = table();
         let mut seen = std::collections::HashSet::new();
         for r in &t {
-            assert!(seen.insert((r.method.clone(), r.path)), "duplicate route {r:?}");
+            assert!(
+                seen.insert((r.method.clone(), r.path)),
+                "duplicate route {r:?}"
+            );
         }
-        assert!(t.iter().any(|r| r.method == Method::POST && r.path == "/login"));
+        assert!(
+            t.iter()
+                .any(|r| r.method == Method::POST && r.path == "/login")
+        );
         assert!(t.iter().any(|r| r.requires_admin()));
     }
 }

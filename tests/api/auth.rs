@@ -8,7 +8,9 @@ use secrecy::SecretString;
 use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER, assert_redirect_to, csrf_token_in, spawn_app};
 
 fn setup_path(link: &str) -> String {
-    link.split_once("/setup").map(|(_, rest)| format!("/setup{rest}")).unwrap()
+    link.split_once("/setup")
+        .map(|(_, rest)| format!("/setup{rest}"))
+        .unwrap()
 }
 
 fn token_of(link: &str) -> String {
@@ -19,7 +21,10 @@ fn token_of(link: &str) -> String {
 async fn first_run_prints_a_setup_link_that_works_once() {
     // Arrange
     let app = spawn_app().await;
-    let link = app.setup_link.clone().expect("no admin yet, so a setup link");
+    let link = app
+        .setup_link
+        .clone()
+        .expect("no admin yet, so a setup link");
     assert!(link.starts_with(&format!("{}/setup?token=", app.address)));
     let token = token_of(&link);
 
@@ -30,7 +35,13 @@ async fn first_run_prints_a_setup_link_that_works_once() {
     let resp = app
         .post_raw(
             "/setup",
-            &[("csrf_token", &csrf), ("token", &token), ("username", "alice"), ("password", ADMIN_PASSWORD), ("confirm", ADMIN_PASSWORD)],
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("username", "alice"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
         )
         .await;
 
@@ -46,13 +57,33 @@ async fn first_run_prints_a_setup_link_that_works_once() {
 
     // The link is spent: another browser gets the "already set up" page, and a replayed POST changes nothing.
     let other = app.new_client();
-    let again = other.get(app.url(&setup_path(&link))).send().await.unwrap().text().await.unwrap();
+    let again = other
+        .get(app.url(&setup_path(&link)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(again.contains("data-reason=\"done\""), "{again}");
-    let login_page = other.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let login_page = other
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf2 = csrf_token_in(&login_page);
     let replay = other
         .post(app.url("/setup"))
-        .form(&[("csrf_token", csrf2.as_str()), ("token", &token), ("username", "mallory"), ("password", ADMIN_PASSWORD), ("confirm", ADMIN_PASSWORD)])
+        .form(&[
+            ("csrf_token", csrf2.as_str()),
+            ("token", &token),
+            ("username", "mallory"),
+            ("password", ADMIN_PASSWORD),
+            ("confirm", ADMIN_PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -72,7 +103,16 @@ async fn setup_link_expires_after_one_hour() {
     let csrf = app.csrf().await;
     let token = token_of(&link);
     let resp = app
-        .post_raw("/setup", &[("csrf_token", &csrf), ("token", &token), ("username", "alice"), ("password", ADMIN_PASSWORD), ("confirm", ADMIN_PASSWORD)])
+        .post_raw(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("username", "alice"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(app.count("admins").await, 0);
@@ -83,7 +123,12 @@ async fn a_wrong_setup_token_is_refused() {
     let app = spawn_app().await;
     let resp = app.get("/setup?token=not-the-token").await;
     assert_eq!(resp.status().as_u16(), 404);
-    assert!(resp.text().await.unwrap().contains("data-reason=\"invalid\""));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("data-reason=\"invalid\"")
+    );
 }
 
 #[tokio::test]
@@ -93,7 +138,16 @@ async fn setup_form_keeps_input_and_explains_each_error() {
     let csrf = csrf_token_in(&app.get_html(&setup_path(&link)).await);
     let token = token_of(&link);
     let resp = app
-        .post_raw("/setup", &[("csrf_token", &csrf), ("token", &token), ("username", "bob smith"), ("password", "short"), ("confirm", "short")])
+        .post_raw(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("username", "bob smith"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 422);
     let html = resp.text().await.unwrap();
@@ -104,12 +158,35 @@ async fn setup_form_keeps_input_and_explains_each_error() {
     assert_eq!(app.count("admins").await, 0);
     // The token still works after a failed attempt.
     let resp = app
-        .post_raw("/setup", &[("csrf_token", &csrf), ("token", &token), ("username", "bob"), ("password", ADMIN_PASSWORD), ("confirm", "different-password")])
+        .post_raw(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("username", "bob"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", "different-password"),
+            ],
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 422);
-    assert!(resp.text().await.unwrap().contains("data-test=\"error-confirm\""));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("data-test=\"error-confirm\"")
+    );
     let resp = app
-        .post_raw("/setup", &[("csrf_token", &csrf), ("token", &token), ("username", "bob"), ("password", ADMIN_PASSWORD), ("confirm", ADMIN_PASSWORD)])
+        .post_raw(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("username", "bob"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
+        )
         .await;
     assert_redirect_to(&resp, "/admin");
 }
@@ -124,7 +201,12 @@ async fn admin_pages_need_a_signed_in_admin() {
     let resp = app
         .post_raw(
             "/login",
-            &[("csrf_token", &token), ("username", ADMIN_USER), ("password", ADMIN_PASSWORD), ("return_to", "/admin/audit")],
+            &[
+                ("csrf_token", &token),
+                ("username", ADMIN_USER),
+                ("password", ADMIN_PASSWORD),
+                ("return_to", "/admin/audit"),
+            ],
         )
         .await;
     assert_redirect_to(&resp, "/admin/audit");
@@ -135,13 +217,31 @@ async fn admin_pages_need_a_signed_in_admin() {
 async fn return_to_never_leaves_the_portal() {
     let app = spawn_app().await;
     app.create_admin(ADMIN_USER, ADMIN_PASSWORD).await;
-    for evil in ["https://evil.example/", "//evil.example/admin", "/\\evil.example", "/login", "javascript:alert(1)"] {
+    for evil in [
+        "https://evil.example/",
+        "//evil.example/admin",
+        "/\\evil.example",
+        "/login",
+        "javascript:alert(1)",
+    ] {
         let client = app.new_client();
-        let page = client.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+        let page = client
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let token = csrf_token_in(&page);
         let resp = client
             .post(app.url("/login"))
-            .form(&[("csrf_token", token.as_str()), ("username", ADMIN_USER), ("password", ADMIN_PASSWORD), ("return_to", evil)])
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("username", ADMIN_USER),
+                ("password", ADMIN_PASSWORD),
+                ("return_to", evil),
+            ])
             .send()
             .await
             .unwrap();
@@ -154,9 +254,21 @@ async fn sign_in_renews_the_session_id_and_wrong_passwords_are_refused() {
     let app = spawn_app().await;
     app.create_admin(ADMIN_USER, ADMIN_PASSWORD).await;
     let before = app.get("/login").await;
-    let anon_cookie = before.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    assert!(anon_cookie.contains("HttpOnly") && anon_cookie.contains("SameSite=Lax"), "{anon_cookie}");
-    assert!(!anon_cookie.contains("Secure"), "plain http base URL: no Secure flag");
+    let anon_cookie = before
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        anon_cookie.contains("HttpOnly") && anon_cookie.contains("SameSite=Lax"),
+        "{anon_cookie}"
+    );
+    assert!(
+        !anon_cookie.contains("Secure"),
+        "plain http base URL: no Secure flag"
+    );
 
     let wrong = app.login(ADMIN_USER, "not-the-password").await;
     assert_eq!(wrong.status().as_u16(), 422);
@@ -168,9 +280,19 @@ async fn sign_in_renews_the_session_id_and_wrong_passwords_are_refused() {
 
     let ok = app.login(ADMIN_USER, ADMIN_PASSWORD).await;
     assert_redirect_to(&ok, "/admin");
-    let new_cookie = ok.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let new_cookie = ok
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let value = |c: &str| c.split(';').next().unwrap().to_owned();
-    assert_ne!(value(&anon_cookie), value(&new_cookie), "session id changes at sign-in");
+    assert_ne!(
+        value(&anon_cookie),
+        value(&new_cookie),
+        "session id changes at sign-in"
+    );
     // The pre-sign-in session is gone from the server.
     let old_only = app.new_client();
     let resp = old_only
@@ -182,8 +304,17 @@ async fn sign_in_renews_the_session_id_and_wrong_passwords_are_refused() {
     assert_eq!(resp.status().as_u16(), 303);
 
     let actions = app.audit_actions().await;
-    assert_eq!(actions.iter().filter(|a| *a == "auth.login_failed").count(), 2);
-    assert_eq!(actions.iter().filter(|a| *a == "auth.login_succeeded").count(), 1);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "auth.login_failed").count(),
+        2
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.login_succeeded")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -191,7 +322,13 @@ async fn five_failures_lock_the_account_for_fifteen_minutes() {
     let app = spawn_app().await;
     app.create_admin(ADMIN_USER, ADMIN_PASSWORD).await;
     for _ in 0..5 {
-        assert_eq!(app.login(ADMIN_USER, "wrong-password-x").await.status().as_u16(), 422);
+        assert_eq!(
+            app.login(ADMIN_USER, "wrong-password-x")
+                .await
+                .status()
+                .as_u16(),
+            422
+        );
     }
     // Even the right password is refused now, with a clear message.
     let locked = app.login(ADMIN_USER, ADMIN_PASSWORD).await;
@@ -201,14 +338,34 @@ async fn five_failures_lock_the_account_for_fifteen_minutes() {
     assert!(html.contains("15 minutes"), "{html}");
 
     // The account is locked from every address, not only the one that failed.
-    let elsewhere = RequestMeta { ip: "192.0.2.7".into(), request_id: None };
-    let r = service::login(&app.db, app.clock.now_ms(), ADMIN_USER, SecretString::from(ADMIN_PASSWORD), &elsewhere).await;
+    let elsewhere = RequestMeta {
+        ip: "192.0.2.7".into(),
+        request_id: None,
+    };
+    let r = service::login(
+        &app.db,
+        app.clock.now_ms(),
+        ADMIN_USER,
+        SecretString::from(ADMIN_PASSWORD),
+        &elsewhere,
+    )
+    .await;
     assert!(matches!(r, Err(LoginError::Locked { .. })), "{r:?}");
     app.clock.advance(14 * MINUTE);
-    assert_eq!(app.login(ADMIN_USER, ADMIN_PASSWORD).await.status().as_u16(), 429);
+    assert_eq!(
+        app.login(ADMIN_USER, ADMIN_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        429
+    );
     app.clock.advance(2 * MINUTE);
     assert_redirect_to(&app.login(ADMIN_USER, ADMIN_PASSWORD).await, "/admin");
-    assert!(app.audit_actions().await.contains(&"auth.login_locked".to_owned()));
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"auth.login_locked".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -218,13 +375,29 @@ async fn five_failures_from_one_address_lock_every_account_there() {
     app.create_admin("bob", ADMIN_PASSWORD).await;
     for i in 0..5 {
         let user = format!("guess{i}");
-        assert_eq!(app.login(&user, "wrong-password-x").await.status().as_u16(), 422);
+        assert_eq!(
+            app.login(&user, "wrong-password-x").await.status().as_u16(),
+            422
+        );
     }
     // Accounts that never failed are refused from this address too ...
-    assert_eq!(app.login("bob", ADMIN_PASSWORD).await.status().as_u16(), 429);
+    assert_eq!(
+        app.login("bob", ADMIN_PASSWORD).await.status().as_u16(),
+        429
+    );
     // ... but not from another address.
-    let elsewhere = RequestMeta { ip: "192.0.2.8".into(), request_id: None };
-    let r = service::login(&app.db, app.clock.now_ms(), "bob", SecretString::from(ADMIN_PASSWORD), &elsewhere).await;
+    let elsewhere = RequestMeta {
+        ip: "192.0.2.8".into(),
+        request_id: None,
+    };
+    let r = service::login(
+        &app.db,
+        app.clock.now_ms(),
+        "bob",
+        SecretString::from(ADMIN_PASSWORD),
+        &elsewhere,
+    )
+    .await;
     assert!(r.is_ok(), "{r:?}");
     app.clock.advance(15 * MINUTE + 1);
     assert_redirect_to(&app.login("bob", ADMIN_PASSWORD).await, "/admin");
@@ -249,7 +422,11 @@ async fn sign_out_ends_the_session_on_the_server() {
         .await
         .unwrap();
     assert_eq!(still, 0, "the session row is deleted");
-    assert!(app.audit_actions().await.contains(&"auth.logout".to_owned()));
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"auth.logout".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -257,11 +434,23 @@ async fn sessions_end_after_30_idle_minutes() {
     let app = spawn_app().await;
     app.login_as_admin().await;
     app.clock.advance(29 * MINUTE);
-    assert_eq!(app.get("/admin").await.status().as_u16(), 200, "29 minutes idle is fine");
+    assert_eq!(
+        app.get("/admin").await.status().as_u16(),
+        200,
+        "29 minutes idle is fine"
+    );
     app.clock.advance(29 * MINUTE);
-    assert_eq!(app.get("/admin").await.status().as_u16(), 200, "activity extended the session");
+    assert_eq!(
+        app.get("/admin").await.status().as_u16(),
+        200,
+        "activity extended the session"
+    );
     app.clock.advance(31 * MINUTE);
-    assert_eq!(app.get("/admin").await.status().as_u16(), 303, "31 minutes idle ends it");
+    assert_eq!(
+        app.get("/admin").await.status().as_u16(),
+        303,
+        "31 minutes idle ends it"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +461,11 @@ async fn sessions_end_12_hours_after_sign_in_however_active() {
     while elapsed + 25 * MINUTE < 12 * HOUR {
         app.clock.advance(25 * MINUTE);
         elapsed += 25 * MINUTE;
-        assert_eq!(app.get("/admin").await.status().as_u16(), 200, "active at {elapsed} ms");
+        assert_eq!(
+            app.get("/admin").await.status().as_u16(),
+            200,
+            "active at {elapsed} ms"
+        );
     }
     app.clock.advance(12 * HOUR - elapsed);
     assert_eq!(app.get("/admin").await.status().as_u16(), 303);
@@ -287,7 +480,13 @@ async fn a_disabled_admin_loses_access_at_once() {
         .await
         .unwrap();
     assert_eq!(app.get("/admin").await.status().as_u16(), 303);
-    assert_eq!(app.login(ADMIN_USER, ADMIN_PASSWORD).await.status().as_u16(), 422);
+    assert_eq!(
+        app.login(ADMIN_USER, ADMIN_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        422
+    );
 }
 
 #[tokio::test]
@@ -297,15 +496,31 @@ async fn secure_cookie_when_the_base_url_is_https() {
     let mut settings = roster::config::Settings::for_data_dir(tmp.path().to_path_buf());
     settings.database_url = Some(crate::helpers::fresh_database_url(tmp.path()).await);
     settings.base_url = Some("https://roster.example.test".into());
-    let app = roster::startup::Application::build(&settings, std::sync::Arc::new(SystemClock), roster::startup::Options { workers: Some(1) })
-        .await
-        .unwrap();
-    assert!(app.setup_link().unwrap().starts_with("https://roster.example.test/setup?token="));
+    let app = roster::startup::Application::build(
+        &settings,
+        std::sync::Arc::new(SystemClock),
+        roster::startup::Options { workers: Some(1) },
+    )
+    .await
+    .unwrap();
+    assert!(
+        app.setup_link()
+            .unwrap()
+            .starts_with("https://roster.example.test/setup?token=")
+    );
     let port = app.port();
     let cancel = app.cancel_token();
     tokio::spawn(app.run_until_stopped());
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/login")).await.unwrap();
-    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/login"))
+        .await
+        .unwrap();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.contains("Secure"), "{cookie}");
     cancel.cancel();
 }

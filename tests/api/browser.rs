@@ -51,8 +51,17 @@ async fn a_browser_completes_first_run_setup_and_signs_in() {
     // The browser really created the admin and signed in and out.
     assert_eq!(app.count("admins").await, 1);
     let actions = app.audit_actions().await;
-    for a in ["setup.completed", "auth.logout", "auth.login_failed", "auth.login_succeeded"] {
+    for a in [
+        "setup.completed",
+        "auth.logout",
+        "auth.login_failed",
+        "auth.login_succeeded",
+    ] {
         assert!(actions.contains(&a.to_owned()), "{a} in {actions:?}");
     }
-    assert!(manifest().join("target/screenshots/first-run-dashboard.png").is_file());
+    assert!(
+        manifest()
+            .join("target/screenshots/first-run-dashboard.png")
+            .is_file()
+    );
 }

@@ -19,8 +19,18 @@ fn roster(dir: &std::path::Path, db_url: &str) -> Command {
 }
 
 fn run_with_stdin(mut cmd: Command, input: &str) -> std::process::Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -32,7 +42,11 @@ async fn admin_create_reads_the_password_from_stdin() {
     let mut cmd = roster(tmp.path(), &url);
     cmd.args(["admin", "create", "--username", "carol"]);
     let out = run_with_stdin(cmd, "carol-password-123\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Created admin carol"));
 
     // Too short: refused with the reason, nothing created.
@@ -50,12 +64,16 @@ async fn admin_create_reads_the_password_from_stdin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 
     let db = Db::connect(&url).await.unwrap();
-    let admins: Vec<String> = sqlx::query_scalar("SELECT username FROM admins").fetch_all(&db.pool).await.unwrap();
-    assert_eq!(admins, vec!["carol".to_owned()]);
-    let actor: String = sqlx::query_scalar("SELECT actor_kind FROM audit_events WHERE action = 'admin.created'")
-        .fetch_one(&db.pool)
+    let admins: Vec<String> = sqlx::query_scalar("SELECT username FROM admins")
+        .fetch_all(&db.pool)
         .await
         .unwrap();
+    assert_eq!(admins, vec!["carol".to_owned()]);
+    let actor: String =
+        sqlx::query_scalar("SELECT actor_kind FROM audit_events WHERE action = 'admin.created'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(actor, "system");
     db.close().await;
 }
@@ -65,18 +83,41 @@ async fn migrate_and_check_config() {
     let tmp = tempfile::tempdir().unwrap();
     let url = fresh_database_url(tmp.path()).await;
     let out = roster(tmp.path(), &url).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = roster(tmp.path(), &url).arg("check-config").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = roster(tmp.path(), &url)
+        .arg("check-config")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("migrations:  up to date") && stdout.contains("configuration is valid"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("migrations:  up to date") && stdout.contains("configuration is valid"),
+        "{stdout}"
+    );
 
-    let out = roster(tmp.path(), "mysql://localhost/roster").arg("check-config").output().unwrap();
+    let out = roster(tmp.path(), "mysql://localhost/roster")
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sqlite://") && stderr.contains("postgres://"), "{stderr}");
+    assert!(
+        stderr.contains("sqlite://") && stderr.contains("postgres://"),
+        "{stderr}"
+    );
 
-    let out = roster(tmp.path(), &url).args(["--bind", "not-an-address", "check-config"]).output().unwrap();
+    let out = roster(tmp.path(), &url)
+        .args(["--bind", "not-an-address", "check-config"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ROSTER_BIND"));
 }
@@ -104,7 +145,9 @@ async fn serve_prints_the_setup_link_and_stops_gracefully_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut log = Vec::new();
     let link = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("serve logs a setup link");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("serve logs a setup link");
         log.push(line.clone());
         if let Some(i) = line.find("/setup?token=") {
             let start = line[..i].rfind("http://").unwrap();
@@ -113,29 +156,50 @@ async fn serve_prints_the_setup_link_and_stops_gracefully_on_sigterm() {
         }
     };
     // One log line per start-up step came before it.
-    for step in ["Configuration loaded", "Connected to the database", "Database migrations applied", "Master key loaded", "Listening"] {
-        assert!(log.iter().any(|l| l.contains(step)), "missing start-up step {step:?} in {log:#?}");
+    for step in [
+        "Configuration loaded",
+        "Connected to the database",
+        "Database migrations applied",
+        "Master key loaded",
+        "Listening",
+    ] {
+        assert!(
+            log.iter().any(|l| l.contains(step)),
+            "missing start-up step {step:?} in {log:#?}"
+        );
     }
     let base = &link[..link.find("/setup").unwrap()];
     let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(reqwest::get(link.clone()).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        reqwest::get(link.clone()).await.unwrap().status().as_u16(),
+        200
+    );
     // The master key was generated with mode 0600.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(tmp.path().join("master.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(tmp.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "roster did not stop within 30 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "roster did not stop within 30 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {

@@ -8,25 +8,58 @@ use crate::helpers::{TestApp, spawn_app};
 /// Fills `{param}` segments so the path matches its route.
 fn concrete(path: &str) -> String {
     path.split('/')
-        .map(|seg| if seg.starts_with('{') { "00000000-0000-0000-0000-000000000000" } else { seg })
+        .map(|seg| {
+            if seg.starts_with('{') {
+                "00000000-0000-0000-0000-000000000000"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
 
 async fn assert_all_refused(app: &TestApp, label: &str) {
-    let posts: Vec<_> = routes::table().into_iter().filter(|r| r.method == Method::POST).collect();
+    let posts: Vec<_> = routes::table()
+        .into_iter()
+        .filter(|r| r.method == Method::POST)
+        .collect();
     assert!(posts.len() >= 3, "the table lists the POST routes");
     let audit_before = app.count("audit_events").await;
     let admins_before = app.count("admins").await;
     for r in posts {
         let path = concrete(r.path);
-        let form = [("username", "mallory"), ("password", "mallory-password-1"), ("confirm", "mallory-password-1")];
-        let missing = app.client.post(app.url(&path)).form(&form).send().await.unwrap();
-        assert_eq!(missing.status().as_u16(), 403, "{label}: POST {path} without a token");
+        let form = [
+            ("username", "mallory"),
+            ("password", "mallory-password-1"),
+            ("confirm", "mallory-password-1"),
+        ];
+        let missing = app
+            .client
+            .post(app.url(&path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            missing.status().as_u16(),
+            403,
+            "{label}: POST {path} without a token"
+        );
         let mut wrong = form.to_vec();
         wrong.push(("csrf_token", "forged-token"));
-        let resp = app.client.post(app.url(&path)).form(&wrong).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 403, "{label}: POST {path} with a wrong token");
+        let resp = app
+            .client
+            .post(app.url(&path))
+            .form(&wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            403,
+            "{label}: POST {path} with a wrong token"
+        );
         let html = resp.text().await.unwrap();
         assert!(html.contains("This form has expired"), "clear message");
         let header = app
@@ -37,10 +70,22 @@ async fn assert_all_refused(app: &TestApp, label: &str) {
             .send()
             .await
             .unwrap();
-        assert_eq!(header.status().as_u16(), 403, "{label}: POST {path} with a wrong header token");
+        assert_eq!(
+            header.status().as_u16(),
+            403,
+            "{label}: POST {path} with a wrong header token"
+        );
     }
-    assert_eq!(app.count("audit_events").await, audit_before, "{label}: nothing was recorded");
-    assert_eq!(app.count("admins").await, admins_before, "{label}: nothing was created");
+    assert_eq!(
+        app.count("audit_events").await,
+        audit_before,
+        "{label}: nothing was recorded"
+    );
+    assert_eq!(
+        app.count("admins").await,
+        admins_before,
+        "{label}: nothing was created"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +106,14 @@ async fn a_token_from_another_session_is_refused() {
     let app = spawn_app().await;
     app.login_as_admin().await;
     let other = app.new_client();
-    let page = other.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let page = other
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let foreign = crate::helpers::csrf_token_in(&page);
     let resp = app.post_raw("/logout", &[("csrf_token", &foreign)]).await;
     assert_eq!(resp.status().as_u16(), 403);

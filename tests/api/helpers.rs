@@ -114,8 +114,15 @@ pub fn csrf_token_in(html: &str) -> String {
 }
 
 pub fn assert_redirect_to(resp: &Response, location: &str) {
-    assert_eq!(resp.status().as_u16(), 303, "expected a 303 redirect to {location}");
-    assert_eq!(resp.headers().get(LOCATION).unwrap().to_str().unwrap(), location);
+    assert_eq!(
+        resp.status().as_u16(),
+        303,
+        "expected a 303 redirect to {location}"
+    );
+    assert_eq!(
+        resp.headers().get(LOCATION).unwrap().to_str().unwrap(),
+        location
+    );
 }
 
 impl TestApp {
@@ -152,7 +159,12 @@ impl TestApp {
 
     /// POSTs a form exactly as given (no token added).
     pub async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.client.post(self.url(path)).form(form).send().await.expect("POST")
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// POSTs a form with this session's CSRF token.
@@ -167,14 +179,19 @@ impl TestApp {
         create_admin_cli(
             &self.db,
             self.clock.now_ms(),
-            NewAdmin { username: username.into(), password: SecretString::from(password), confirm: None },
+            NewAdmin {
+                username: username.into(),
+                password: SecretString::from(password),
+                confirm: None,
+            },
         )
         .await
         .expect("admin created");
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.post_form("/login", &[("username", username), ("password", password)]).await
+        self.post_form("/login", &[("username", username), ("password", password)])
+            .await
     }
 
     /// Creates the standard admin and signs this client in.

@@ -1,5 +1,9 @@
 //! HTTP and process tests of the real `roster` app, on SQLite or (with ROSTER_TEST_POSTGRES_URL) PostgreSQL.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
 
 mod audit;
 mod auth;

@@ -1,0 +1,50 @@
+# Roster: the two commands that matter are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROSTER_TEST_POSTGRES_URL ?=
+CARGO_TEST ?= cargo test --locked
+
+.PHONY: help deps test-deps build run test test-sqlite test-postgres lint fmt
+
+help:
+	@echo "make run    build and serve Roster on SQLite (installs missing system packages)"
+	@echo "make test   install the test peers and run the whole suite (SQLite, and PostgreSQL when"
+	@echo "            ROSTER_TEST_POSTGRES_URL is set, e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+	@echo "make lint   cargo fmt --check and clippy with warnings as errors"
+
+deps:
+	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-test-deps.sh
+
+build: deps
+	cargo build --release --locked
+
+run: build
+	./target/release/roster serve
+
+test: test-deps test-sqlite test-postgres
+
+test-sqlite:
+	@echo "== Test suite on SQLite =="
+	env -u ROSTER_TEST_POSTGRES_URL $(CARGO_TEST)
+
+test-postgres:
+	@if [ -z "$(ROSTER_TEST_POSTGRES_URL)" ]; then \
+	  if [ "$$CI" = "true" ]; then echo "error: CI must set ROSTER_TEST_POSTGRES_URL" >&2; exit 1; fi; \
+	  echo "== PostgreSQL half NOT run: set ROSTER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres to run it =="; \
+	else \
+	  echo "== Test suite on PostgreSQL ==" && \
+	  scripts/drop-test-databases.sh "$(ROSTER_TEST_POSTGRES_URL)" && \
+	  ROSTER_TEST_POSTGRES_URL="$(ROSTER_TEST_POSTGRES_URL)" $(CARGO_TEST) && \
+	  scripts/drop-test-databases.sh "$(ROSTER_TEST_POSTGRES_URL)"; \
+	fi
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# What `make run` needs to build Roster on Debian/Ubuntu: a C toolchain (aws-lc-sys, SQLite) and pkg-config.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "error: Rust is not installed; install it from rustup.rs, then run make again" >&2; exit 1; }
+scripts/apt-ensure.sh build-essential pkg-config ca-certificates

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# What `make test` needs besides the build: headless Chromium and its driver, Node.js with the test
+# peers from npm (playwright-core), and the PostgreSQL client for cleaning up test databases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/apt-ensure.sh chromium chromium-driver postgresql-client
+command -v node >/dev/null && command -v npm >/dev/null || scripts/apt-ensure.sh nodejs npm
+peers=tests/peers/node
+if [ ! -d "$peers/node_modules/playwright-core" ] || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
+  echo "Installing Node test peers in $peers"
+  npm ci --prefix "$peers" --no-audit --no-fund --loglevel=error
+fi
