@@ -7,6 +7,7 @@ pub mod config;
 pub mod dashboard;
 pub mod db;
 pub mod error;
+pub mod notifications;
 pub mod ops;
 pub mod secrets;
 pub mod shutdown;

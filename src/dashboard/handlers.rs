@@ -35,7 +35,14 @@ async fn show_dashboard(
 ) -> AppResult<HttpResponse> {
     let recent = audit_repo::list_page(&state.db.pool, None, 8).await?;
     let page = DashboardPage {
-        ctx: PageCtx::admin(&session, &admin, Section::Dashboard, "Admin > Dashboard")?,
+        ctx: PageCtx::admin(
+            &state,
+            &session,
+            &admin,
+            Section::Dashboard,
+            "Admin > Dashboard",
+        )
+        .await?,
         database: state.db.backend.name(),
         base_url: state.base_url.as_str().to_owned(),
         admins: auth_repo::count_admins(&state.db.pool).await?,

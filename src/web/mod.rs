@@ -33,6 +33,7 @@ pub fn mount(r: &mut Routes<'_>) {
     assets::configure(r);
     crate::auth::handlers::configure(r);
     crate::dashboard::handlers::configure(r);
+    crate::notifications::handlers::configure(r);
     crate::audit::handlers::configure(r);
 }
 

@@ -9,19 +9,24 @@ use crate::error::{AppError, AppResult};
 
 use crate::web::flash::{self, Flash};
 use crate::web::guard::AdminSession;
-use crate::web::{assets, csrf};
+use crate::web::{AppState, assets, csrf};
 
 /// A navigation section. Only sections that exist are listed in [`NAV`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Dashboard,
+    Notifications,
     Audit,
-    None,
 }
 
 /// Navigation entries, in console order: (section, label, href).
 const NAV: &[(Section, &str, &str)] = &[
     (Section::Dashboard, "Dashboard", "/admin"),
+    (
+        Section::Notifications,
+        "Notifications",
+        "/admin/notifications",
+    ),
     (Section::Audit, "Audit", "/admin/audit"),
 ];
 
@@ -38,6 +43,8 @@ pub struct PageCtx {
     /// Breadcrumb title in the console's words, e.g. "Admin > Audit".
     pub title: String,
     pub admin_name: Option<String>,
+    /// Open notifications, for the header badge (admin pages only).
+    pub open_notifications: i64,
     pub nav: Vec<NavItem>,
     pub flashes: Vec<Flash>,
     pub csrf_token: String,
@@ -47,7 +54,8 @@ pub struct PageCtx {
 
 impl PageCtx {
     /// A page for a signed-in admin.
-    pub fn admin(
+    pub async fn admin(
+        state: &AppState,
         session: &Session,
         admin: &AdminSession,
         section: Section,
@@ -55,6 +63,7 @@ impl PageCtx {
     ) -> anyhow::Result<Self> {
         let mut ctx = Self::public(session, title)?;
         ctx.admin_name = Some(admin.username.clone());
+        ctx.open_notifications = crate::notifications::repo::count_open(&state.db.pool).await?;
         ctx.nav = NAV
             .iter()
             .map(|&(s, label, href)| NavItem {
@@ -71,6 +80,7 @@ impl PageCtx {
         Ok(Self {
             title: title.to_owned(),
             admin_name: None,
+            open_notifications: 0,
             nav: Vec::new(),
             flashes: flash::take(session),
             csrf_token: csrf::token(session)?,

@@ -44,6 +44,25 @@ pub fn run_browser_script(script: &str, args: &[&str]) {
 async fn a_browser_completes_first_run_setup_and_signs_in() {
     let app = spawn_app().await;
     let link = app.setup_link.clone().unwrap();
+    // One open problem, so the badge and the Notifications page have something to show.
+    let problem = roster::notifications::NewNotification {
+        kind: "entra_unreachable",
+        dedup_key: "entra_unreachable:browser".into(),
+        severity: roster::notifications::Severity::Error,
+        title: "Entra ID service is unreachable".into(),
+        body: "Connecting to graph.microsoft.com failed: connection refused (after 5 retries)."
+            .into(),
+        action_text: "Check that this server can reach Microsoft Graph, then use Sync now.".into(),
+        action_href: None,
+        details: serde_json::json!({}),
+    };
+    roster::notifications::repo::raise(
+        &app.db.pool,
+        &problem,
+        roster::clock::Clock::now_ms(&*app.clock),
+    )
+    .await
+    .unwrap();
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || run_browser_script("first_run.mjs", &[&address, &link]))
         .await

@@ -11,4 +11,5 @@ mod browser;
 mod cli;
 mod csrf;
 mod helpers;
+mod notifications;
 mod ops;

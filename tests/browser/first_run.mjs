@@ -35,6 +35,12 @@ try {
   await page.waitForURL(`${base}/admin/audit`);
   check((await page.getByTestId('audit-row').count()) >= 4, 'audit rows listed');
   await shot(page, 'audit');
+
+  check((await page.getByTestId('notifications-badge').getAttribute('data-count')) === '1', 'badge counts one open problem');
+  await page.getByTestId('notifications-badge').click();
+  await page.waitForURL(`${base}/admin/notifications`);
+  check((await page.getByTestId('notification').count()) === 1, 'the open problem is listed');
+  await shot(page, 'notifications');
   console.log('first_run: ok');
 } finally {
   await browser.close();

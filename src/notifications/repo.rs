@@ -1,0 +1,99 @@
+//! SQL for notifications.
+
+use sqlx::{Any, Executor, FromRow};
+
+use crate::clock::Millis;
+use crate::db::ids::new_id;
+use crate::notifications::NewNotification;
+
+/// Raises a problem, or records a repeat of it (reopening it if it had been resolved).
+pub async fn raise<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    n: &NewNotification,
+    now: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO notifications (id, kind, dedup_key, severity, title, body, action_text, action_href, details, \
+         occurrences, first_seen_at, last_seen_at, resolved_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, NULL) \
+         ON CONFLICT (dedup_key) DO UPDATE SET severity = excluded.severity, title = excluded.title, \
+         body = excluded.body, action_text = excluded.action_text, action_href = excluded.action_href, \
+         details = excluded.details, occurrences = notifications.occurrences + 1, \
+         last_seen_at = excluded.last_seen_at, resolved_at = NULL",
+    )
+    .bind(new_id())
+    .bind(n.kind)
+    .bind(&n.dedup_key)
+    .bind(n.severity.as_str())
+    .bind(&n.title)
+    .bind(&n.body)
+    .bind(&n.action_text)
+    .bind(n.action_href.as_deref())
+    .bind(n.details.to_string())
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Marks a problem resolved; false when it was not open.
+pub async fn resolve<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    dedup_key: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE notifications SET resolved_at = $1 WHERE dedup_key = $2 AND resolved_at IS NULL",
+    )
+    .bind(now)
+    .bind(dedup_key)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn count_open<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE resolved_at IS NULL")
+        .fetch_one(ex)
+        .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct NotificationRow {
+    pub id: String,
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub body: String,
+    pub action_text: String,
+    pub action_href: Option<String>,
+    pub occurrences: i64,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+const COLS: &str = "id, kind, severity, title, body, action_text, action_href, occurrences, first_seen_at, \
+                    last_seen_at, resolved_at";
+
+pub async fn list_open<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<NotificationRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLS} FROM notifications WHERE resolved_at IS NULL ORDER BY last_seen_at DESC, id"
+    ))
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn list_resolved<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    limit: i64,
+) -> sqlx::Result<Vec<NotificationRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLS} FROM notifications WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
