@@ -10,7 +10,8 @@ async fn sign_in_activity_is_audited_with_who_and_where() {
     let app = spawn_app().await;
     app.login_as_admin().await;
     let _ = app.login("ghost", "wrong-password-1").await;
-    let rows: Vec<(String, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+    type Row = (String, String, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT action, actor_kind, actor_name, ip, details FROM audit_events ORDER BY at, id",
     )
     .fetch_all(&app.db.pool)
