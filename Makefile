@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 ROSTER_TEST_POSTGRES_URL ?=
-CARGO_TEST ?= cargo test --locked
+CARGO_TEST ?= cargo test --locked --workspace
 
 .PHONY: help deps test-deps build run test test-sqlite test-postgres lint fmt
 
@@ -43,8 +43,8 @@ test-postgres:
 	fi
 
 lint:
-	cargo fmt --check
-	cargo clippy --locked --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 fmt:
-	cargo fmt
+	cargo fmt --all
