@@ -39,6 +39,12 @@ enum Command {
     },
     /// Check the configuration, the database and the master key, then exit.
     CheckConfig,
+    /// Run directory sync rounds from the command line.
+    Sync {
+        /// Run one round of the configured source, then exit (0 on success).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +97,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: AdminAction::Create { username },
         } => create_admin(&settings, username).await,
         Command::CheckConfig => check_config(&settings).await,
+        Command::Sync { once } => {
+            if !once {
+                anyhow::bail!("use `roster sync --once`; `roster serve` runs sync on its interval");
+            }
+            sync_once(&settings).await
+        }
     }
 }
 
@@ -171,5 +183,45 @@ async fn check_config(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     println!("configuration is valid");
+    Ok(())
+}
+
+async fn sync_once(settings: &Settings) -> anyhow::Result<()> {
+    use roster::sync::service::{RoundDeps, Trigger, run_round};
+    settings.validate()?;
+    let db = Db::connect(&settings.database_url()).await?;
+    db.migrate().await?;
+    let master_key = MasterKey::load_or_create(&settings.master_key_path())?;
+    let clock: roster::clock::SharedClock = Arc::new(SystemClock);
+    let sync = roster::sync::SyncContext::default();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(roster::shutdown::listen(cancel.clone()));
+    let deps = RoundDeps {
+        db: &db,
+        clock: &clock,
+        master_key: &master_key,
+        sync: &sync,
+        cancel: &cancel,
+    };
+    let result = run_round(&deps, Trigger::Cli).await;
+    db.close().await;
+    let summary = result?;
+    let c = &summary.counters;
+    println!(
+        "Sync round {} ({}) succeeded: {} users ({} added, {} updated, {} not synced), {} groups ({} added, {} updated, {} not synced), memberships {} added / {} removed, {} pages.",
+        summary.run_id,
+        summary.kind,
+        c.users_seen,
+        c.users_added,
+        c.users_updated,
+        c.users_not_synced,
+        c.groups_seen,
+        c.groups_added,
+        c.groups_updated,
+        c.groups_not_synced,
+        c.memberships_added,
+        c.memberships_removed,
+        c.pages
+    );
     Ok(())
 }

@@ -24,10 +24,25 @@ use crate::secrets::MasterKey;
 use crate::web::{self as roster_web, AppState, Routes};
 
 /// Knobs that tests set; production uses the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Start the background sync worker (tests usually run rounds themselves).
+    pub start_workers: bool,
+    /// Sync settings (retry policy, lease length, tick); default when `None`.
+    pub sync: Option<crate::sync::SyncContext>,
+}
+
+impl Options {
+    /// What `roster serve` uses.
+    pub fn production() -> Self {
+        Self {
+            workers: None,
+            start_workers: true,
+            sync: None,
+        }
+    }
 }
 
 pub struct Application {
@@ -36,6 +51,7 @@ pub struct Application {
     state: AppState,
     setup_link: Option<String>,
     cancel: CancellationToken,
+    start_workers: bool,
 }
 
 impl Application {
@@ -66,11 +82,13 @@ impl Application {
                  (or run `roster admin create --username NAME`)."
             );
         }
+        let sync = options.sync.clone().unwrap_or_default();
         let state = AppState {
             db,
             clock,
             base_url,
             master_key,
+            sync,
         };
         let metrics = PrometheusMetricsBuilder::new("roster")
             .endpoint("/metrics")
@@ -85,6 +103,7 @@ impl Application {
             state,
             setup_link,
             cancel: CancellationToken::new(),
+            start_workers: options.start_workers,
         })
     }
 
@@ -112,10 +131,13 @@ impl Application {
             server,
             state,
             cancel,
+            start_workers,
             ..
         } = self;
         let handle = server.handle();
         let maintenance = tokio::spawn(maintenance_loop(state.clone(), cancel.clone()));
+        let sync_worker = start_workers
+            .then(|| tokio::spawn(crate::sync::worker::run(state.clone(), cancel.clone())));
         let signals = tokio::spawn(crate::shutdown::listen(cancel.clone()));
         let mut server = tokio::spawn(server);
         tokio::select! {
@@ -132,6 +154,10 @@ impl Application {
         }
         signals.abort();
         let _ = maintenance.await;
+        if let Some(w) = sync_worker {
+            // The round in flight stops at its next page boundary; what it committed stays.
+            let _ = w.await;
+        }
         state.db.close().await;
         tracing::info!("Stopped.");
         Ok(())

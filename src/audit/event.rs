@@ -14,6 +14,8 @@ pub enum AuditAction {
     LoginFailed,
     LoginLocked,
     Logout,
+    EntraSourceSaved,
+    SyncRequested,
 }
 
 impl AuditAction {
@@ -26,6 +28,8 @@ impl AuditAction {
             Self::LoginFailed => "auth.login_failed",
             Self::LoginLocked => "auth.login_locked",
             Self::Logout => "auth.logout",
+            Self::EntraSourceSaved => "settings.entra_source_saved",
+            Self::SyncRequested => "sync.requested",
         }
     }
 
@@ -38,6 +42,8 @@ impl AuditAction {
             "auth.login_failed" => "Sign-in failed",
             "auth.login_locked" => "Sign-in refused (too many failures)",
             "auth.logout" => "Signed out",
+            "settings.entra_source_saved" => "Entra ID User Source saved",
+            "sync.requested" => "Sync requested",
             other => other,
         }
     }

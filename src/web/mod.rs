@@ -25,6 +25,7 @@ pub struct AppState {
     pub clock: SharedClock,
     pub base_url: BaseUrl,
     pub master_key: MasterKey,
+    pub sync: crate::sync::SyncContext,
 }
 
 /// Mounts every area. The order here is the route table; `Routes::table()` lists it for tests.
@@ -33,6 +34,9 @@ pub fn mount(r: &mut Routes<'_>) {
     assets::configure(r);
     crate::auth::handlers::configure(r);
     crate::dashboard::handlers::configure(r);
+    crate::settings::handlers::configure(r);
+    crate::sync::handlers::configure(r);
+    crate::directory::handlers::configure(r);
     crate::notifications::handlers::configure(r);
     crate::audit::handlers::configure(r);
 }

@@ -15,23 +15,39 @@ use crate::web::{AppState, assets, csrf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Dashboard,
+    EntraUserSource,
+    Sync,
+    Users,
+    Groups,
     Notifications,
     Audit,
 }
 
 /// Navigation entries, in console order: (section, label, href).
-const NAV: &[(Section, &str, &str)] = &[
-    (Section::Dashboard, "Dashboard", "/admin"),
+const NAV: &[(Section, &str, &str, &str)] = &[
+    (Section::Dashboard, "", "Dashboard", "/admin"),
+    (
+        Section::EntraUserSource,
+        "Microsoft Azure",
+        "Entra ID User Source",
+        "/admin/azure/entra-user-source",
+    ),
+    (Section::Sync, "Microsoft Azure", "Sync", "/admin/sync"),
+    (Section::Users, "Directory", "Users", "/admin/users"),
+    (Section::Groups, "Directory", "Groups", "/admin/groups"),
     (
         Section::Notifications,
+        "Monitoring",
         "Notifications",
         "/admin/notifications",
     ),
-    (Section::Audit, "Audit", "/admin/audit"),
+    (Section::Audit, "Monitoring", "Audit", "/admin/audit"),
 ];
 
 #[derive(Debug, Clone)]
 pub struct NavItem {
+    /// Shown above the first item of its group ("Microsoft Azure", "Directory", …).
+    pub group: Option<&'static str>,
     pub label: &'static str,
     pub href: &'static str,
     pub active: bool,
@@ -64,12 +80,18 @@ impl PageCtx {
         let mut ctx = Self::public(session, title)?;
         ctx.admin_name = Some(admin.username.clone());
         ctx.open_notifications = crate::notifications::repo::count_open(&state.db.pool).await?;
+        let mut last_group = "";
         ctx.nav = NAV
             .iter()
-            .map(|&(s, label, href)| NavItem {
-                label,
-                href,
-                active: s == section,
+            .map(|&(s, group, label, href)| {
+                let starts_group = !group.is_empty() && group != last_group;
+                last_group = group;
+                NavItem {
+                    group: starts_group.then_some(group),
+                    label,
+                    href,
+                    active: s == section,
+                }
             })
             .collect();
         Ok(ctx)

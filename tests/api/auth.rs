@@ -499,7 +499,10 @@ async fn secure_cookie_when_the_base_url_is_https() {
     let app = roster::startup::Application::build(
         &settings,
         std::sync::Arc::new(SystemClock),
-        roster::startup::Options { workers: Some(1) },
+        roster::startup::Options {
+            workers: Some(1),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();

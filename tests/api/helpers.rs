@@ -81,9 +81,16 @@ pub async fn spawn_app() -> TestApp {
     let mut settings = Settings::for_data_dir(tmp.path().to_path_buf());
     settings.database_url = Some(database_url);
     let clock = OffsetClock::new();
-    let app = Application::build(&settings, clock.clone(), Options { workers: Some(1) })
-        .await
-        .expect("the app starts");
+    let app = Application::build(
+        &settings,
+        clock.clone(),
+        Options {
+            workers: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the app starts");
     let port = app.port();
     let setup_link = app.setup_link().map(str::to_owned);
     let db = app.state().db.clone();

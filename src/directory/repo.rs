@@ -1,0 +1,373 @@
+//! SQL for directory users, groups and memberships. Sync writes a page at a time with multi-row upserts.
+
+use sqlx::{Any, Executor, FromRow};
+
+use crate::clock::Millis;
+use crate::db::ids::new_id;
+use crate::directory::model::{GroupRecord, MemberKind, Upserted, UserRecord};
+
+/// Placeholders `($a, $a+1, …)` for one row of `n` values starting at `$first`.
+fn row_placeholders(first: usize, n: usize) -> String {
+    let cols: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", cols.join(", "))
+}
+
+fn count_upserted(rows: &[(Option<String>, Option<String>)], run_id: &str) -> Upserted {
+    let mut u = Upserted::default();
+    for (first, changed) in rows {
+        if first.as_deref() == Some(run_id) {
+            u.added += 1;
+        } else if changed.as_deref() == Some(run_id) {
+            u.updated += 1;
+        }
+    }
+    u
+}
+
+/// Inserts or updates users of one source, all seen in `run_id`. Seeing a user clears "not synced".
+pub async fn upsert_users<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+    users: &[UserRecord],
+) -> anyhow::Result<Upserted> {
+    if users.is_empty() {
+        return Ok(Upserted::default());
+    }
+    const PER_ROW: usize = 14;
+    let values: Vec<String> = (0..users.len())
+        .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
+        .collect();
+    let sql = format!(
+        "INSERT INTO directory_users (id, external_id, upn, upn_lower, mail, given_name, surname, display_name, \
+         job_title, department, account_enabled, custom_attributes, managed_apple_id, content_hash, \
+         source, source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
+         SELECT v.*, 'entra', $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
+         ON CONFLICT (source_id, external_id) DO UPDATE SET upn = excluded.upn, upn_lower = excluded.upn_lower, \
+         mail = excluded.mail, given_name = excluded.given_name, surname = excluded.surname, \
+         display_name = excluded.display_name, job_title = excluded.job_title, department = excluded.department, \
+         account_enabled = excluded.account_enabled, custom_attributes = excluded.custom_attributes, \
+         managed_apple_id = excluded.managed_apple_id, \
+         last_changed_run = CASE WHEN directory_users.content_hash = excluded.content_hash \
+             AND directory_users.not_synced_at IS NULL THEN directory_users.last_changed_run ELSE excluded.last_changed_run END, \
+         last_changed_at = CASE WHEN directory_users.content_hash = excluded.content_hash \
+             AND directory_users.not_synced_at IS NULL THEN directory_users.last_changed_at ELSE excluded.last_changed_at END, \
+         content_hash = excluded.content_hash, last_seen_run = excluded.last_seen_run, \
+         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL \
+         RETURNING first_seen_run, last_changed_run",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
+        .bind(source_id)
+        .bind(run_id)
+        .bind(now);
+    for u in users {
+        q = q
+            .bind(new_id())
+            .bind(&u.external_id)
+            .bind(&u.upn)
+            .bind(u.upn.to_lowercase())
+            .bind(u.mail.as_deref())
+            .bind(u.given_name.as_deref())
+            .bind(u.surname.as_deref())
+            .bind(&u.display_name)
+            .bind(u.job_title.as_deref())
+            .bind(u.department.as_deref())
+            .bind(crate::db::flag(u.account_enabled))
+            .bind(serde_json::to_string(&u.custom_attributes)?)
+            .bind(u.managed_apple_id.as_deref())
+            .bind(u.content_hash());
+    }
+    let rows = q.fetch_all(ex).await?;
+    Ok(count_upserted(&rows, run_id))
+}
+
+/// Inserts or updates groups of one source, all seen in `run_id`.
+pub async fn upsert_groups<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+    groups: &[GroupRecord],
+) -> anyhow::Result<Upserted> {
+    if groups.is_empty() {
+        return Ok(Upserted::default());
+    }
+    const PER_ROW: usize = 9;
+    let values: Vec<String> = (0..groups.len())
+        .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
+        .collect();
+    let sql = format!(
+        "INSERT INTO directory_groups (id, external_id, display_name, description, mail, mail_enabled, \
+         security_enabled, group_types, content_hash, \
+         source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
+         SELECT v.*, $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
+         ON CONFLICT (source_id, external_id) DO UPDATE SET display_name = excluded.display_name, \
+         description = excluded.description, mail = excluded.mail, mail_enabled = excluded.mail_enabled, \
+         security_enabled = excluded.security_enabled, group_types = excluded.group_types, \
+         last_changed_run = CASE WHEN directory_groups.content_hash = excluded.content_hash \
+             AND directory_groups.not_synced_at IS NULL THEN directory_groups.last_changed_run ELSE excluded.last_changed_run END, \
+         last_changed_at = CASE WHEN directory_groups.content_hash = excluded.content_hash \
+             AND directory_groups.not_synced_at IS NULL THEN directory_groups.last_changed_at ELSE excluded.last_changed_at END, \
+         content_hash = excluded.content_hash, last_seen_run = excluded.last_seen_run, \
+         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL \
+         RETURNING first_seen_run, last_changed_run",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
+        .bind(source_id)
+        .bind(run_id)
+        .bind(now);
+    for g in groups {
+        q = q
+            .bind(new_id())
+            .bind(&g.external_id)
+            .bind(&g.display_name)
+            .bind(g.description.as_deref())
+            .bind(g.mail.as_deref())
+            .bind(crate::db::flag(g.mail_enabled))
+            .bind(crate::db::flag(g.security_enabled))
+            .bind(serde_json::to_string(&g.group_types)?)
+            .bind(g.content_hash());
+    }
+    let rows = q.fetch_all(ex).await?;
+    Ok(count_upserted(&rows, run_id))
+}
+
+/// Records memberships seen in `run_id`; returns how many are new.
+pub async fn upsert_memberships<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+    members: &[(String, MemberKind, String)],
+) -> sqlx::Result<i64> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let values: Vec<String> = (0..members.len())
+        .map(|i| row_placeholders(3 + i * 3, 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO group_members (group_external_id, member_kind, member_external_id, source_id, first_seen_run, \
+         last_seen_run) SELECT v.*, $1, $2, $2 FROM (VALUES {}) AS v WHERE true \
+         ON CONFLICT (source_id, group_external_id, member_external_id) DO UPDATE SET \
+         member_kind = excluded.member_kind, last_seen_run = excluded.last_seen_run \
+         RETURNING first_seen_run",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, Option<String>>(&sql)
+        .bind(source_id)
+        .bind(run_id);
+    for (group, kind, member) in members {
+        q = q.bind(group).bind(kind.as_str()).bind(member);
+    }
+    let rows = q.fetch_all(ex).await?;
+    Ok(
+        i64::try_from(rows.iter().filter(|r| r.as_deref() == Some(run_id)).count())
+            .unwrap_or(i64::MAX),
+    )
+}
+
+/// Removes memberships (the source said they ended); returns how many existed.
+pub async fn remove_memberships<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    members: &[(String, String)],
+) -> sqlx::Result<i64> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let pairs: Vec<String> = (0..members.len())
+        .map(|i| row_placeholders(2 + i * 2, 2))
+        .collect();
+    let sql = format!(
+        "DELETE FROM group_members WHERE source_id = $1 AND (group_external_id, member_external_id) IN (VALUES {})",
+        pairs.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(source_id);
+    for (group, member) in members {
+        q = q.bind(group).bind(member);
+    }
+    Ok(i64::try_from(q.execute(ex).await?.rows_affected()).unwrap_or(0))
+}
+
+/// Marks users the source reported removed as not synced; returns how many changed state.
+pub async fn mark_users_removed<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    external_ids: &[String],
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    mark_removed(ex, "directory_users", source_id, external_ids, reason, now).await
+}
+
+pub async fn mark_groups_removed<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    external_ids: &[String],
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    mark_removed(ex, "directory_groups", source_id, external_ids, reason, now).await
+}
+
+async fn mark_removed<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    table: &str,
+    source_id: &str,
+    external_ids: &[String],
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    if external_ids.is_empty() {
+        return Ok(0);
+    }
+    let list: Vec<String> = (0..external_ids.len())
+        .map(|i| format!("${}", i + 4))
+        .collect();
+    let sql = format!(
+        "UPDATE {table} SET not_synced_at = $1, not_synced_reason = $2 \
+         WHERE source_id = $3 AND not_synced_at IS NULL AND external_id IN ({})",
+        list.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(now).bind(reason).bind(source_id);
+    for id in external_ids {
+        q = q.bind(id);
+    }
+    Ok(i64::try_from(q.execute(ex).await?.rows_affected()).unwrap_or(0))
+}
+
+/// After a completed full round: every user and group it did not see is marked not synced.
+pub async fn mark_unseen<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    table: &str,
+    source_id: &str,
+    run_id: &str,
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    let sql = format!(
+        "UPDATE {table} SET not_synced_at = $1, not_synced_reason = $2 WHERE source_id = $3 \
+         AND not_synced_at IS NULL AND (last_seen_run IS NULL OR last_seen_run <> $4)"
+    );
+    let done = sqlx::query(&sql)
+        .bind(now)
+        .bind(reason)
+        .bind(source_id)
+        .bind(run_id)
+        .execute(ex)
+        .await?;
+    Ok(i64::try_from(done.rows_affected()).unwrap_or(0))
+}
+
+/// After a completed full round: memberships it did not see are gone.
+pub async fn delete_unseen_memberships<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+) -> sqlx::Result<i64> {
+    let done = sqlx::query(
+        "DELETE FROM group_members WHERE source_id = $1 AND (last_seen_run IS NULL OR last_seen_run <> $2)",
+    )
+    .bind(source_id)
+    .bind(run_id)
+    .execute(ex)
+    .await?;
+    Ok(i64::try_from(done.rows_affected()).unwrap_or(0))
+}
+
+// ---- pages ----
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserListRow {
+    pub id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub mail: Option<String>,
+    pub department: Option<String>,
+    pub account_enabled: i64,
+    pub managed_apple_id: Option<String>,
+    pub not_synced_at: Option<i64>,
+    pub source: String,
+}
+
+/// Users ordered by UPN, after `after_upn_lower` (keyset), optionally by UPN / name / mail prefix.
+pub async fn list_users<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    prefix: Option<&str>,
+    after_upn_lower: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserListRow>> {
+    let pattern = prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
+    sqlx::query_as(
+        "SELECT id, upn, display_name, mail, department, account_enabled, managed_apple_id, not_synced_at, source \
+         FROM directory_users \
+         WHERE ($1 IS NULL OR upn_lower LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\' \
+                OR LOWER(mail) LIKE $1 ESCAPE '\\') \
+           AND ($2 IS NULL OR upn_lower > $2) \
+         ORDER BY upn_lower LIMIT $3",
+    )
+    .bind(pattern)
+    .bind(after_upn_lower)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub async fn count_users<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM directory_users")
+        .fetch_one(ex)
+        .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GroupListRow {
+    pub id: String,
+    pub external_id: String,
+    pub display_name: String,
+    pub mail: Option<String>,
+    pub security_enabled: i64,
+    pub group_types: String,
+    pub not_synced_at: Option<i64>,
+    pub members: i64,
+}
+
+/// Groups ordered by name then id, after a keyset position, optionally by name prefix.
+pub async fn list_groups<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    prefix: Option<&str>,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> sqlx::Result<Vec<GroupListRow>> {
+    let pattern = prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
+    let (after_name, after_id) = after.map_or((None, None), |(n, i)| (Some(n), Some(i)));
+    sqlx::query_as(
+        "SELECT g.id, g.external_id, g.display_name, g.mail, g.security_enabled, g.group_types, g.not_synced_at, \
+         (SELECT COUNT(*) FROM group_members m WHERE m.source_id = g.source_id \
+             AND m.group_external_id = g.external_id) AS members \
+         FROM directory_groups g \
+         WHERE ($1 IS NULL OR LOWER(g.display_name) LIKE $1 ESCAPE '\\') \
+           AND ($2 IS NULL OR LOWER(g.display_name) > $2 OR (LOWER(g.display_name) = $2 AND g.id > $3)) \
+         ORDER BY LOWER(g.display_name), g.id LIMIT $4",
+    )
+    .bind(pattern)
+    .bind(after_name)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn count_groups<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM directory_groups")
+        .fetch_one(ex)
+        .await
+}

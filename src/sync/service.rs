@@ -1,0 +1,634 @@
+//! A sync round: fetch a page from Graph, write it in one short transaction, repeat; then finish.
+//! A full round is the first round of `/users/delta` and `/groups/delta`, so it also yields the delta links
+//! for later rounds. Nothing is ever written while an HTTP call is in flight.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Millis, SharedClock, format_ms};
+use crate::db::Db;
+use crate::db::ids::new_id;
+use crate::directory::model::{GroupRecord, MemberKind, UserRecord};
+use crate::directory::repo as dir;
+use crate::secrets::MasterKey;
+use crate::settings::model::{ENTRA_SOURCE_ID, EntraSettings};
+use crate::settings::repo::{self as settings_repo, StoredSource};
+use crate::sync::SyncContext;
+use crate::sync::graph::{GraphClient, GraphConfig, GraphError};
+use crate::sync::repo::{self, Counters};
+
+/// Group properties every sync reads (plus `members`, for memberships inline).
+pub const GROUP_SELECT: &str =
+    "id,displayName,description,mail,mailEnabled,securityEnabled,groupTypes,members";
+
+/// Who asked for a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Cli,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::Manual => "manual",
+            Self::Cli => "command line",
+        }
+    }
+}
+
+/// Why a round did not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no Entra ID user source is configured yet")]
+    NotConfigured,
+    #[error("another round of this source is running (its lease is held)")]
+    Busy,
+    #[error("the round was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for SyncError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(e).context("database"))
+    }
+}
+
+/// What a finished round did.
+#[derive(Debug, Clone)]
+pub struct RoundSummary {
+    pub run_id: String,
+    pub kind: &'static str,
+    pub counters: Counters,
+}
+
+/// Everything a round needs.
+pub struct RoundDeps<'a> {
+    pub db: &'a Db,
+    pub clock: &'a SharedClock,
+    pub master_key: &'a MasterKey,
+    pub sync: &'a SyncContext,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Builds a Graph client from stored settings.
+pub fn client_for(
+    source: &StoredSource,
+    key: &MasterKey,
+    sync: &SyncContext,
+) -> Result<GraphClient, SyncError> {
+    let sealed = source.client_secret_sealed.as_deref().ok_or_else(|| {
+        anyhow!("no client secret is stored; enter it on the Entra ID User Source page")
+    })?;
+    let secret = key
+        .open(sealed)
+        .context("reading the stored client secret")?;
+    let s = &source.settings;
+    Ok(GraphClient::new(
+        GraphConfig {
+            authority: s.cloud.authority().to_owned(),
+            graph: s.cloud.graph().to_owned(),
+            tenant_id: s.tenant_id.clone(),
+            client_id: s.client_id.clone(),
+            client_secret: secret,
+        },
+        sync.policy.clone(),
+    )?)
+}
+
+/// Maps a Graph user object to a record; `None` when it has no id or UPN (never stored half).
+pub fn user_record(v: &Value, settings: &EntraSettings) -> Option<UserRecord> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let external_id = s("id")?;
+    let upn = s("userPrincipalName")?;
+    let mail = s("mail");
+    let custom: BTreeMap<String, String> = settings
+        .custom_attributes
+        .iter()
+        .filter_map(|a| a.read(v).map(|val| (a.name.clone(), val)))
+        .collect();
+    let managed_apple_id = settings.managed_apple_id(mail.as_deref(), &upn);
+    Some(UserRecord {
+        display_name: s("displayName").unwrap_or_else(|| upn.clone()),
+        external_id,
+        upn,
+        mail,
+        given_name: s("givenName"),
+        surname: s("surname"),
+        job_title: s("jobTitle"),
+        department: s("department"),
+        // Absent means "not returned", which Graph does only without permission; treat as enabled.
+        account_enabled: v
+            .get("accountEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        custom_attributes: custom,
+        managed_apple_id,
+    })
+}
+
+pub fn group_record(v: &Value) -> Option<GroupRecord> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let external_id = s("id")?;
+    Some(GroupRecord {
+        display_name: s("displayName").unwrap_or_else(|| external_id.clone()),
+        external_id,
+        description: s("description"),
+        mail: s("mail"),
+        mail_enabled: v
+            .get("mailEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        security_enabled: v
+            .get("securityEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        group_types: v
+            .get("groupTypes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn removed_reason(v: &Value) -> Option<&'static str> {
+    let r = v.get("@removed")?;
+    Some(match r.get("reason").and_then(Value::as_str) {
+        Some("changed") => "Deleted in Entra ID (soft-deleted: it can still be restored there)",
+        _ => "Permanently deleted in Entra ID",
+    })
+}
+
+/// One page of users, parsed: records to upsert (deduplicated, last wins) and removals.
+struct UserPage {
+    records: Vec<UserRecord>,
+    removed: Vec<(String, &'static str)>,
+    skipped: usize,
+}
+
+fn parse_user_page(items: &[Value], settings: &EntraSettings) -> UserPage {
+    let mut by_id: HashMap<String, UserRecord> = HashMap::new();
+    let mut order = Vec::new();
+    let mut removed = Vec::new();
+    let mut skipped = 0;
+    for v in items {
+        if let Some(reason) = removed_reason(v) {
+            if let Some(id) = v.get("id").and_then(Value::as_str) {
+                by_id.remove(id);
+                removed.push((id.to_owned(), reason));
+            }
+            continue;
+        }
+        match user_record(v, settings) {
+            Some(r) => {
+                if !by_id.contains_key(&r.external_id) {
+                    order.push(r.external_id.clone());
+                }
+                by_id.insert(r.external_id.clone(), r);
+            }
+            None => skipped += 1,
+        }
+    }
+    let records = order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect();
+    UserPage {
+        records,
+        removed,
+        skipped,
+    }
+}
+
+struct GroupPage {
+    records: Vec<GroupRecord>,
+    removed: Vec<(String, &'static str)>,
+    member_adds: Vec<(String, MemberKind, String)>,
+    member_removes: Vec<(String, String)>,
+}
+
+fn parse_group_page(items: &[Value]) -> GroupPage {
+    let mut by_id: HashMap<String, GroupRecord> = HashMap::new();
+    let mut order = Vec::new();
+    let mut removed = Vec::new();
+    let mut adds: BTreeMap<(String, String), MemberKind> = BTreeMap::new();
+    let mut removes = Vec::new();
+    for v in items {
+        let Some(gid) = v.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(reason) = removed_reason(v) {
+            by_id.remove(gid);
+            removed.push((gid.to_owned(), reason));
+            continue;
+        }
+        if let Some(r) = group_record(v) {
+            if !by_id.contains_key(gid) {
+                order.push(gid.to_owned());
+            }
+            by_id.insert(gid.to_owned(), r);
+        }
+        // A large group comes back on several pages, each with a slice of members@delta: merge per group.
+        for m in v
+            .get("members@delta")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(mid) = m.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let key = (gid.to_owned(), mid.to_owned());
+            if m.get("@removed").is_some() {
+                adds.remove(&key);
+                removes.push(key);
+            } else {
+                let kind = MemberKind::from_odata(
+                    m.get("@odata.type").and_then(Value::as_str).unwrap_or(""),
+                );
+                adds.insert(key, kind);
+            }
+        }
+    }
+    GroupPage {
+        records: order
+            .into_iter()
+            .filter_map(|id| by_id.remove(&id))
+            .collect(),
+        removed,
+        member_adds: adds.into_iter().map(|((g, m), k)| (g, k, m)).collect(),
+        member_removes: removes,
+    }
+}
+
+fn next_or_delta(page: &Value) -> (Option<String>, Option<String>) {
+    let s = |k: &str| page.get(k).and_then(Value::as_str).map(str::to_owned);
+    (s("@odata.nextLink"), s("@odata.deltaLink"))
+}
+
+fn items(page: &Value) -> Result<&Vec<Value>, GraphError> {
+    page.get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| GraphError::Malformed {
+            detail: "a page without a \"value\" array".into(),
+        })
+}
+
+/// Runs one round of the Entra ID source, holding its lease. Returns what it did.
+pub async fn run_round(deps: &RoundDeps<'_>, trigger: Trigger) -> Result<RoundSummary, SyncError> {
+    let db = deps.db;
+    let source = settings_repo::find_source(&db.pool, ENTRA_SOURCE_ID)
+        .await?
+        .ok_or(SyncError::NotConfigured)?;
+    let now = deps.clock.now_ms();
+    let holder = deps.sync.instance_id.as_str();
+    if !repo::try_acquire_lease(&db.pool, &source.id, holder, now, now + deps.sync.lease_ms).await?
+    {
+        return Err(SyncError::Busy);
+    }
+    // Keep the lease (and the round's heartbeat) alive while the round runs, however slow Graph is.
+    let stop_renewal = CancellationToken::new();
+    let renewal = tokio::spawn(renew_lease_loop(
+        db.clone(),
+        deps.clock.clone(),
+        source.id.clone(),
+        holder.to_owned(),
+        deps.sync.lease_ms,
+        stop_renewal.clone(),
+    ));
+    let result = run_leased(deps, &source, trigger).await;
+    stop_renewal.cancel();
+    let _ = renewal.await;
+    if let Err(e) = repo::release_lease(&db.pool, &source.id, holder).await {
+        tracing::warn!(error = %e, "Could not release the sync lease; it expires by itself.");
+    }
+    result
+}
+
+async fn renew_lease_loop(
+    db: Db,
+    clock: SharedClock,
+    source_id: String,
+    holder: String,
+    lease_ms: i64,
+    stop: CancellationToken,
+) {
+    let every =
+        std::time::Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(20_000).max(100));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = clock.now_ms();
+        match repo::renew_lease(&db.pool, &source_id, &holder, now + lease_ms).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(source_id, "Lost the sync lease while a round was running.")
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not renew the sync lease."),
+        }
+    }
+}
+
+async fn run_leased(
+    deps: &RoundDeps<'_>,
+    source: &StoredSource,
+    trigger: Trigger,
+) -> Result<RoundSummary, SyncError> {
+    let db = deps.db;
+    let now = deps.clock.now_ms();
+    let abandoned =
+        repo::fail_abandoned_runs(&db.pool, &source.id, now - 2 * deps.sync.lease_ms, now).await?;
+    if abandoned > 0 {
+        tracing::warn!(
+            count = abandoned,
+            "Marked rounds left running by a stopped process as failed."
+        );
+    }
+    let previous = repo::last_succeeded(&db.pool, &source.id).await?;
+    let run_id = new_id();
+    let reason = if previous.is_none() {
+        "first sync of this source"
+    } else {
+        "every round is a full round until delta sync is enabled"
+    };
+    repo::create_run(
+        &db.pool,
+        &run_id,
+        &source.id,
+        "full",
+        reason,
+        trigger.as_str(),
+        now,
+        previous.as_ref().map(|p| p.users_seen),
+        previous.as_ref().map(|p| p.groups_seen),
+    )
+    .await?;
+    if let Some(requested) = source.sync_requested_at {
+        settings_repo::clear_sync_request(&db.pool, &source.id, requested).await?;
+    }
+    tracing::info!(run_id, trigger = trigger.as_str(), "Sync round started.");
+    let mut counters = Counters::default();
+    let outcome = full_round(deps, source, &run_id, &mut counters).await;
+    let end = deps.clock.now_ms();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(
+                run_id,
+                users = counters.users_seen,
+                groups = counters.groups_seen,
+                "Sync round finished."
+            );
+            Ok(RoundSummary {
+                run_id,
+                kind: "full",
+                counters,
+            })
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::warn!(run_id, error = %msg, "Sync round failed; nothing it had not committed was changed.");
+            repo::update_progress(&db.pool, &run_id, "done", &counters, end).await?;
+            repo::finish_run(&db.pool, &run_id, "failed", Some(&msg), end).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn full_round(
+    deps: &RoundDeps<'_>,
+    source: &StoredSource,
+    run_id: &str,
+    c: &mut Counters,
+) -> Result<(), SyncError> {
+    let db = deps.db;
+    let client = client_for(source, deps.master_key, deps.sync)?;
+    let settings = &source.settings;
+    let select = settings.user_select().join(",");
+    // Users.
+    let mut url = client.url(&format!("/users/delta?$select={select}"));
+    let users_delta = loop {
+        if deps.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        let page = client.get_json(&url).await?;
+        let parsed = parse_user_page(items(&page)?, settings);
+        if parsed.skipped > 0 {
+            tracing::warn!(
+                count = parsed.skipped,
+                "Skipped users without an id or userPrincipalName."
+            );
+        }
+        let now = deps.clock.now_ms();
+        let mut tx = db.pool.begin().await?;
+        let up = dir::upsert_users(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
+        for (reason, ids) in group_by_reason(&parsed.removed) {
+            c.users_not_synced +=
+                dir::mark_users_removed(&mut *tx, &source.id, &ids, reason, now).await?;
+        }
+        c.pages += 1;
+        c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
+        c.users_added += up.added;
+        c.users_updated += up.updated;
+        repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
+        tx.commit().await?;
+        match next_or_delta(&page) {
+            (Some(next), _) => url = next,
+            (None, delta) => break delta,
+        }
+    };
+    // Groups, with their direct members inline.
+    let mut url = client.url(&format!("/groups/delta?$select={GROUP_SELECT}"));
+    let groups_delta = loop {
+        if deps.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        let page = client.get_json(&url).await?;
+        let parsed = parse_group_page(items(&page)?);
+        let now = deps.clock.now_ms();
+        let mut tx = db.pool.begin().await?;
+        let up = dir::upsert_groups(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
+        for (reason, ids) in group_by_reason(&parsed.removed) {
+            c.groups_not_synced +=
+                dir::mark_groups_removed(&mut *tx, &source.id, &ids, reason, now).await?;
+        }
+        c.memberships_added +=
+            dir::upsert_memberships(&mut *tx, &source.id, run_id, &parsed.member_adds).await?;
+        for chunk in parsed.member_removes.chunks(200) {
+            c.memberships_removed += dir::remove_memberships(&mut *tx, &source.id, chunk).await?;
+        }
+        c.pages += 1;
+        c.groups_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
+        c.groups_added += up.added;
+        c.groups_updated += up.updated;
+        repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
+        tx.commit().await?;
+        match next_or_delta(&page) {
+            (Some(next), _) => url = next,
+            (None, delta) => break delta,
+        }
+    };
+    // Only a completed full round may mark what it did not see; the delta links land with it.
+    let now = deps.clock.now_ms();
+    let why = format!(
+        "No longer returned by Entra ID (full sync of {})",
+        format_ms(now)
+    );
+    let mut tx = db.pool.begin().await?;
+    c.users_not_synced +=
+        dir::mark_unseen(&mut *tx, "directory_users", &source.id, run_id, &why, now).await?;
+    c.groups_not_synced +=
+        dir::mark_unseen(&mut *tx, "directory_groups", &source.id, run_id, &why, now).await?;
+    c.memberships_removed += dir::delete_unseen_memberships(&mut *tx, &source.id, run_id).await?;
+    settings_repo::store_delta_links(
+        &mut *tx,
+        &source.id,
+        users_delta.as_deref(),
+        groups_delta.as_deref(),
+        now,
+    )
+    .await?;
+    repo::update_progress(&mut *tx, run_id, "done", c, now).await?;
+    repo::finish_run(&mut *tx, run_id, "succeeded", None, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn group_by_reason(removed: &[(String, &'static str)]) -> Vec<(&'static str, Vec<String>)> {
+    let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (id, reason) in removed {
+        out.entry(reason).or_default().push(id.clone());
+    }
+    out.into_iter().collect()
+}
+
+/// Whether the source is due for a scheduled round at `now`.
+pub fn is_due(
+    settings: &EntraSettings,
+    requested: Option<Millis>,
+    last_started: Option<Millis>,
+    now: Millis,
+) -> bool {
+    settings.enabled
+        && (requested.is_some()
+            || last_started
+                .is_none_or(|t| now - t >= settings.sync_interval_minutes * crate::clock::MINUTE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::model::{AppleIdMode, Cloud, CustomAttribute};
+    use serde_json::json;
+
+    fn settings() -> EntraSettings {
+        EntraSettings {
+            name: "T".into(),
+            enabled: true,
+            sync_interval_minutes: 60,
+            auto_invite: false,
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            cloud: Cloud::Global,
+            apple_id_mode: AppleIdMode::Email,
+            apple_id_subdomain: true,
+            custom_attributes: vec![CustomAttribute {
+                name: "badge".into(),
+                property: "onPremisesExtensionAttributes.extensionAttribute7".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn user_pages_deduplicate_and_collect_removals() {
+        let items = vec![
+            json!({"id": "1", "userPrincipalName": "a@x.com", "mail": "a@x.com", "displayName": "A",
+                   "onPremisesExtensionAttributes": {"extensionAttribute7": "B7"}}),
+            json!({"id": "2", "@removed": {"reason": "changed"}}),
+            json!({"id": "1", "userPrincipalName": "a2@x.com", "displayName": "A2", "accountEnabled": false}),
+            json!({"id": "3"}),
+            json!({"id": "4", "@removed": {"reason": "deleted"}}),
+        ];
+        let p = parse_user_page(&items, &settings());
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.records[0].upn, "a2@x.com", "the last occurrence wins");
+        assert!(!p.records[0].account_enabled);
+        assert_eq!(
+            p.records[0].managed_apple_id, None,
+            "no mail in the newest version"
+        );
+        assert_eq!(p.skipped, 1);
+        assert_eq!(p.removed.len(), 2);
+        assert!(p.removed[0].1.contains("soft-deleted"));
+        assert!(p.removed[1].1.contains("Permanently"));
+    }
+
+    #[test]
+    fn custom_attributes_and_apple_id_are_derived() {
+        let v = json!({"id": "1", "userPrincipalName": "jane@contoso.com", "mail": "jane@contoso.com",
+                       "onPremisesExtensionAttributes": {"extensionAttribute7": "B7"}});
+        let r = user_record(&v, &settings()).unwrap();
+        assert_eq!(
+            r.custom_attributes.get("badge").map(String::as_str),
+            Some("B7")
+        );
+        assert_eq!(
+            r.managed_apple_id.as_deref(),
+            Some("jane@appleid.contoso.com")
+        );
+        assert_eq!(
+            r.display_name, "jane@contoso.com",
+            "UPN stands in for a missing name"
+        );
+    }
+
+    #[test]
+    fn split_groups_merge_their_member_slices() {
+        let items = vec![
+            json!({"id": "g", "displayName": "G", "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.group", "id": "g2"}]}),
+            json!({"id": "g", "displayName": "G", "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u2"},
+                {"@odata.type": "#microsoft.graph.user", "id": "u1", "@removed": {"reason": "deleted"}}]}),
+        ];
+        let p = parse_group_page(&items);
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(
+            p.member_adds,
+            vec![
+                ("g".into(), MemberKind::Group, "g2".into()),
+                ("g".into(), MemberKind::User, "u2".into())
+            ]
+        );
+        assert_eq!(p.member_removes, vec![("g".into(), "u1".into())]);
+    }
+
+    #[test]
+    fn due_when_enabled_and_the_interval_passed_or_asked() {
+        let s = settings();
+        let h = crate::clock::HOUR;
+        assert!(is_due(&s, None, None, 10 * h));
+        assert!(!is_due(&s, None, Some(10 * h), 10 * h + h - 1));
+        assert!(is_due(&s, None, Some(10 * h), 11 * h));
+        assert!(is_due(&s, Some(1), Some(10 * h), 10 * h));
+        let mut off = s.clone();
+        off.enabled = false;
+        assert!(!is_due(&off, Some(1), None, 10 * h));
+    }
+}
