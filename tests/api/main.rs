@@ -13,3 +13,4 @@ mod csrf;
 mod helpers;
 mod notifications;
 mod ops;
+mod user_source;
