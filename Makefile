@@ -5,12 +5,13 @@ SHELL := /bin/bash
 ROSTER_TEST_POSTGRES_URL ?=
 CARGO_TEST ?= cargo test --locked --workspace
 
-.PHONY: help deps test-deps build run test test-sqlite test-postgres lint fmt
+.PHONY: help deps test-deps build run demo test test-sqlite test-postgres lint fmt
 
 help:
 	@echo "make run    build and serve Roster on SQLite (installs missing system packages)"
 	@echo "make test   install the test peers and run the whole suite (SQLite, and PostgreSQL when"
 	@echo "            ROSTER_TEST_POSTGRES_URL is set, e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+	@echo "make demo   Roster plus an emulated Entra ID tenant with 10,000 users (no Azure needed)"
 	@echo "make lint   cargo fmt --check and clippy with warnings as errors"
 
 deps:
@@ -24,6 +25,9 @@ build: deps
 
 run: build
 	./target/release/roster serve
+
+demo: deps
+	@scripts/demo.sh
 
 test: test-deps test-sqlite test-postgres
 

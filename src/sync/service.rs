@@ -423,10 +423,7 @@ async fn full_round(
     // Users.
     let mut url = client.url(&format!("/users/delta?$select={select}"));
     let users_delta = loop {
-        if deps.cancel.is_cancelled() {
-            return Err(SyncError::Cancelled);
-        }
-        let page = client.get_json(&url).await?;
+        let page = fetch(deps, &client, &url).await?;
         let parsed = parse_user_page(items(&page)?, settings);
         if parsed.skipped > 0 {
             tracing::warn!(
@@ -455,10 +452,7 @@ async fn full_round(
     // Groups, with their direct members inline.
     let mut url = client.url(&format!("/groups/delta?$select={GROUP_SELECT}"));
     let groups_delta = loop {
-        if deps.cancel.is_cancelled() {
-            return Err(SyncError::Cancelled);
-        }
-        let page = client.get_json(&url).await?;
+        let page = fetch(deps, &client, &url).await?;
         let parsed = parse_group_page(items(&page)?);
         let now = deps.clock.now_ms();
         let mut tx = db.pool.begin().await?;
@@ -507,6 +501,14 @@ async fn full_round(
     repo::finish_run(&mut *tx, run_id, "succeeded", None, now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// One page from Graph, abandoned at once when the round is cancelled (shutdown, or a test).
+async fn fetch(deps: &RoundDeps<'_>, client: &GraphClient, url: &str) -> Result<Value, SyncError> {
+    tokio::select! {
+        () = deps.cancel.cancelled() => Err(SyncError::Cancelled),
+        page = client.get_json(url) => Ok(page?),
+    }
 }
 
 fn group_by_reason(removed: &[(String, &'static str)]) -> Vec<(&'static str, Vec<String>)> {

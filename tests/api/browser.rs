@@ -84,3 +84,36 @@ async fn a_browser_completes_first_run_setup_and_signs_in() {
             .is_file()
     );
 }
+
+#[tokio::test]
+async fn a_browser_sets_up_entra_id_tests_the_connection_and_syncs() {
+    let emu = graph_emulator::Emulator::start(crate::sync::emulator_config(1000, 20, 2500))
+        .await
+        .unwrap();
+    let app = crate::helpers::spawn_app_with(roster::startup::Options {
+        workers: Some(2),
+        start_workers: true,
+        ..Default::default()
+    })
+    .await;
+    app.create_admin(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
+        .await;
+    let (address, graph) = (app.address.clone(), emu.base_url());
+    let cfg = emu.config().clone();
+    tokio::task::spawn_blocking(move || {
+        run_browser_script(
+            "user_source.mjs",
+            &[
+                &address,
+                &graph,
+                &cfg.tenant_id,
+                &cfg.client_id,
+                &cfg.client_secret,
+                "1000",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    crate::sync::assert_matches_truth(&app, &emu).await;
+}

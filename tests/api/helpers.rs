@@ -22,6 +22,7 @@ pub struct TestApp {
     pub setup_link: Option<String>,
     pub clock: Arc<OffsetClock>,
     pub db: Db,
+    pub state: roster::web::AppState,
     pub client: reqwest::Client,
     cancel: CancellationToken,
     _tmp: tempfile::TempDir,
@@ -75,25 +76,47 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options {
+        workers: Some(1),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Sync settings fast enough for tests: short backoff, short lease, quick ticks.
+pub fn test_sync_context() -> roster::sync::SyncContext {
+    roster::sync::SyncContext {
+        policy: roster::sync::graph::RetryPolicy {
+            max_attempts: 4,
+            base_delay: std::time::Duration::from_millis(50),
+            max_delay: std::time::Duration::from_millis(400),
+            max_retry_after: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(5),
+            connect_timeout: std::time::Duration::from_secs(2),
+        },
+        lease_ms: 3_000,
+        tick: std::time::Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+pub async fn spawn_app_with(mut options: Options) -> TestApp {
     init_logs();
+    if options.sync.is_none() {
+        options.sync = Some(test_sync_context());
+    }
     let tmp = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(tmp.path()).await;
     let mut settings = Settings::for_data_dir(tmp.path().to_path_buf());
     settings.database_url = Some(database_url);
     let clock = OffsetClock::new();
-    let app = Application::build(
-        &settings,
-        clock.clone(),
-        Options {
-            workers: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("the app starts");
+    let app = Application::build(&settings, clock.clone(), options)
+        .await
+        .expect("the app starts");
     let port = app.port();
     let setup_link = app.setup_link().map(str::to_owned);
     let db = app.state().db.clone();
+    let state = app.state().clone();
     let cancel = app.cancel_token();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -106,6 +129,7 @@ pub async fn spawn_app() -> TestApp {
         setup_link,
         clock,
         db,
+        state,
         client,
         cancel,
         _tmp: tmp,

@@ -13,4 +13,5 @@ mod csrf;
 mod helpers;
 mod notifications;
 mod ops;
+mod sync;
 mod user_source;

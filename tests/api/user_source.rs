@@ -22,9 +22,15 @@ pub fn valid_form(graph: &str, secret: &str) -> Vec<(String, String)> {
         ("apple_id_source", "email"),
         ("apple_id_subdomain", "on"),
         ("attr_name", "badge"),
-        ("attr_property", "onPremisesExtensionAttributes.extensionAttribute7"),
+        (
+            "attr_property",
+            "onPremisesExtensionAttributes.extensionAttribute7",
+        ),
         ("attr_name", "costCenter"),
-        ("attr_property", "extension_b7d8e648520f41d3b9c0fdeb91768a0a_costCenter"),
+        (
+            "attr_property",
+            "extension_b7d8e648520f41d3b9c0fdeb91768a0a_costCenter",
+        ),
         ("action", "save"),
     ]
     .iter()
@@ -56,7 +62,10 @@ async fn the_page_has_the_reference_labels() {
         ("f-name", "Entra ID Name"),
         ("f-sync_interval", "Sync Interval"),
         ("f-enabled", "Enable this Entra ID"),
-        ("f-auto_invite", "Automatically invite users imported from Entra ID"),
+        (
+            "f-auto_invite",
+            "Automatically invite users imported from Entra ID",
+        ),
         ("f-tenant_id", "Directory (tenant) ID"),
         ("f-client_id", "Application (client) ID"),
         ("f-client_secret", "Client secret"),
@@ -65,17 +74,37 @@ async fn the_page_has_the_reference_labels() {
         ("f-graph_url", "Graph URL"),
         ("f-apple-none", "None"),
         ("f-apple-pattern", "Pattern"),
-        ("f-apple_id_subdomain", "Include &#34;appleid&#34; subdomain"),
+        (
+            "f-apple_id_subdomain",
+            "Include &#34;appleid&#34; subdomain",
+        ),
     ] {
         let want = format!("<label for=\"{id}\">{label}</label>");
         let alt = want.replace("&#34;", "&quot;");
-        assert!(html.contains(&want) || html.contains(&alt) || html.contains(&want.replace("&#34;", "\"")), "missing {want}");
+        assert!(
+            html.contains(&want)
+                || html.contains(&alt)
+                || html.contains(&want.replace("&#34;", "\"")),
+            "missing {want}"
+        );
     }
-    for text in ["Managed Apple ID", "User email address", "userUPN", "Add Custom Attribute", ">Save<", "Test connection"] {
+    for text in [
+        "Managed Apple ID",
+        "User email address",
+        "userUPN",
+        "Add Custom Attribute",
+        ">Save<",
+        "Test connection",
+    ] {
         assert!(html.contains(text), "missing {text}");
     }
-    for interval in ["15 min", "30 min", "1 h", "2 h", "4 h", "8 h", "12 h", "24 h"] {
-        assert!(html.contains(&format!(">{interval}</option>")), "interval {interval}");
+    for interval in [
+        "15 min", "30 min", "1 h", "2 h", "4 h", "8 h", "12 h", "24 h",
+    ] {
+        assert!(
+            html.contains(&format!(">{interval}</option>")),
+            "interval {interval}"
+        );
     }
 }
 
@@ -91,16 +120,24 @@ async fn saving_seals_the_secret_never_shows_it_and_audits_without_it() {
             .fetch_one(&app.db.pool)
             .await
             .unwrap();
-    assert!(sealed.starts_with("v1:") && !sealed.contains("very-secret-value"), "stored encrypted");
+    assert!(
+        sealed.starts_with("v1:") && !sealed.contains("very-secret-value"),
+        "stored encrypted"
+    );
     assert!(custom.contains("extensionAttribute7"));
     let html = app.get_html(PATH).await;
-    assert!(!html.contains("very-secret-value"), "the secret is never rendered");
+    assert!(
+        !html.contains("very-secret-value"),
+        "the secret is never rendered"
+    );
     assert!(html.contains("A secret is stored"));
     assert!(html.contains("value=\"Contoso\""));
-    let details: String = sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'settings.entra_source_saved'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let details: String = sqlx::query_scalar(
+        "SELECT details FROM audit_events WHERE action = 'settings.entra_source_saved'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
     assert!(!details.contains("very-secret-value"));
     assert!(details.contains("changed (value not recorded)"));
 
@@ -119,14 +156,21 @@ async fn saving_seals_the_secret_never_shows_it_and_audits_without_it() {
             .fetch_all(&app.db.pool)
             .await
             .unwrap();
-    assert!(details[1].contains("\"unchanged\"") && details[1].contains("Contoso EU"), "{}", details[1]);
+    assert!(
+        details[1].contains("\"unchanged\"") && details[1].contains("Contoso EU"),
+        "{}",
+        details[1]
+    );
 }
 
 #[tokio::test]
 async fn bad_input_is_explained_next_to_each_field_and_nothing_is_lost() {
     let app = spawn_app().await;
     app.login_as_admin().await;
-    assert_redirect_to(&post_settings(&app, &valid_form("http://127.0.0.1:9", "first-secret")).await, PATH);
+    assert_redirect_to(
+        &post_settings(&app, &valid_form("http://127.0.0.1:9", "first-secret")).await,
+        PATH,
+    );
     let mut bad = valid_form("http://10.1.2.3", "");
     set(&mut bad, "tenant_id", "contoso");
     set(&mut bad, "client_id", "not-a-guid");
@@ -134,7 +178,10 @@ async fn bad_input_is_explained_next_to_each_field_and_nothing_is_lost() {
     bad.push(("attr_name".into(), "userUPN".into()));
     bad.push(("attr_property".into(), "skills".into()));
     bad.push(("attr_name".into(), "Badge".into()));
-    bad.push(("attr_property".into(), "onPremisesExtensionAttributes.extensionAttribute99".into()));
+    bad.push((
+        "attr_property".into(),
+        "onPremisesExtensionAttributes.extensionAttribute99".into(),
+    ));
     let resp = post_settings(&app, &bad).await;
     assert_eq!(resp.status().as_u16(), 422);
     let html = resp.text().await.unwrap();
@@ -148,13 +195,19 @@ async fn bad_input_is_explained_next_to_each_field_and_nothing_is_lost() {
         "error-attr-name-3",
         "error-attr-property-3",
     ] {
-        assert!(html.contains(&format!("data-test=\"{marker}\"")), "missing {marker}");
+        assert!(
+            html.contains(&format!("data-test=\"{marker}\"")),
+            "missing {marker}"
+        );
     }
     assert!(html.contains("value=\"contoso\""), "input kept");
     assert!(html.contains("value=\"Renamed\""), "input kept");
     assert!(html.contains("built-in variable"));
     // Nothing stored changed.
-    let name: String = sqlx::query_scalar("SELECT name FROM user_sources").fetch_one(&app.db.pool).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT name FROM user_sources")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
     assert_eq!(name, "Contoso");
 }
 
@@ -192,14 +245,29 @@ async fn sync_now_needs_an_enabled_source_and_only_flags_work() {
         .unwrap();
     assert!(requested.is_none());
 
-    assert_redirect_to(&post_settings(&app, &valid_form("http://127.0.0.1:9", "")).await, PATH);
+    assert_redirect_to(
+        &post_settings(&app, &valid_form("http://127.0.0.1:9", "")).await,
+        PATH,
+    );
     let _ = app.post_form("/admin/sync/run", &[]).await;
     let requested: Option<i64> = sqlx::query_scalar("SELECT sync_requested_at FROM user_sources")
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
     assert!(requested.is_some());
-    assert_eq!(app.count("sync_runs").await, 0, "the request did not run the sync itself");
-    assert!(app.get_html("/admin/sync").await.contains("data-test=\"sync-requested\""));
-    assert!(app.audit_actions().await.contains(&"sync.requested".to_owned()));
+    assert_eq!(
+        app.count("sync_runs").await,
+        0,
+        "the request did not run the sync itself"
+    );
+    assert!(
+        app.get_html("/admin/sync")
+            .await
+            .contains("data-test=\"sync-requested\"")
+    );
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"sync.requested".to_owned())
+    );
 }
