@@ -1,6 +1,6 @@
 //! SQL for directory users, groups and memberships. Sync writes a page at a time with multi-row upserts.
 
-use sqlx::{Any, Executor, FromRow};
+use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::clock::Millis;
 use crate::db::ids::new_id;
@@ -25,8 +25,28 @@ fn count_upserted(rows: &[(Option<String>, Option<String>)], run_id: &str) -> Up
 }
 
 /// Inserts or updates users of one source, all seen in `run_id`. Seeing a user clears "not synced".
-pub async fn upsert_users<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn upsert_users(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+    users: &[UserRecord],
+) -> anyhow::Result<Upserted> {
+    let mut total = Upserted::default();
+    // SQLite allows 32,766 bound values per statement: stay well below.
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        let u = upsert_user_chunk(&mut *conn, source_id, run_id, now, chunk).await?;
+        total.added += u.added;
+        total.updated += u.updated;
+    }
+    Ok(total)
+}
+
+/// Rows per multi-row statement (× at most 14 values stays far below SQLite's 32,766 limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+async fn upsert_user_chunk(
+    conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
     now: Millis,
@@ -79,13 +99,29 @@ pub async fn upsert_users<'e>(
             .bind(u.managed_apple_id.as_deref())
             .bind(u.content_hash());
     }
-    let rows = q.fetch_all(ex).await?;
+    let rows = q.fetch_all(conn).await?;
     Ok(count_upserted(&rows, run_id))
 }
 
 /// Inserts or updates groups of one source, all seen in `run_id`.
-pub async fn upsert_groups<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn upsert_groups(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+    groups: &[GroupRecord],
+) -> anyhow::Result<Upserted> {
+    let mut total = Upserted::default();
+    for chunk in groups.chunks(ROWS_PER_STATEMENT) {
+        let u = upsert_group_chunk(&mut *conn, source_id, run_id, now, chunk).await?;
+        total.added += u.added;
+        total.updated += u.updated;
+    }
+    Ok(total)
+}
+
+async fn upsert_group_chunk(
+    conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
     now: Millis,
@@ -131,13 +167,26 @@ pub async fn upsert_groups<'e>(
             .bind(serde_json::to_string(&g.group_types)?)
             .bind(g.content_hash());
     }
-    let rows = q.fetch_all(ex).await?;
+    let rows = q.fetch_all(conn).await?;
     Ok(count_upserted(&rows, run_id))
 }
 
 /// Records memberships seen in `run_id`; returns how many are new.
-pub async fn upsert_memberships<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn upsert_memberships(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: &str,
+    members: &[(String, MemberKind, String)],
+) -> sqlx::Result<i64> {
+    let mut added = 0;
+    for chunk in members.chunks(4 * ROWS_PER_STATEMENT) {
+        added += upsert_membership_chunk(&mut *conn, source_id, run_id, chunk).await?;
+    }
+    Ok(added)
+}
+
+async fn upsert_membership_chunk(
+    conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
     members: &[(String, MemberKind, String)],
@@ -162,7 +211,7 @@ pub async fn upsert_memberships<'e>(
     for (group, kind, member) in members {
         q = q.bind(group).bind(kind.as_str()).bind(member);
     }
-    let rows = q.fetch_all(ex).await?;
+    let rows = q.fetch_all(conn).await?;
     Ok(
         i64::try_from(rows.iter().filter(|r| r.as_deref() == Some(run_id)).count())
             .unwrap_or(i64::MAX),
@@ -170,8 +219,20 @@ pub async fn upsert_memberships<'e>(
 }
 
 /// Removes memberships (the source said they ended); returns how many existed.
-pub async fn remove_memberships<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn remove_memberships(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    members: &[(String, String)],
+) -> sqlx::Result<i64> {
+    let mut removed = 0;
+    for chunk in members.chunks(4 * ROWS_PER_STATEMENT) {
+        removed += remove_membership_chunk(&mut *conn, source_id, chunk).await?;
+    }
+    Ok(removed)
+}
+
+async fn remove_membership_chunk(
+    conn: &mut AnyConnection,
     source_id: &str,
     members: &[(String, String)],
 ) -> sqlx::Result<i64> {
@@ -189,32 +250,63 @@ pub async fn remove_memberships<'e>(
     for (group, member) in members {
         q = q.bind(group).bind(member);
     }
-    Ok(i64::try_from(q.execute(ex).await?.rows_affected()).unwrap_or(0))
+    Ok(i64::try_from(q.execute(conn).await?.rows_affected()).unwrap_or(0))
 }
 
 /// Marks users the source reported removed as not synced; returns how many changed state.
-pub async fn mark_users_removed<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn mark_users_removed(
+    conn: &mut AnyConnection,
     source_id: &str,
     external_ids: &[String],
     reason: &str,
     now: Millis,
 ) -> sqlx::Result<i64> {
-    mark_removed(ex, "directory_users", source_id, external_ids, reason, now).await
+    mark_removed(
+        conn,
+        "directory_users",
+        source_id,
+        external_ids,
+        reason,
+        now,
+    )
+    .await
 }
 
-pub async fn mark_groups_removed<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn mark_groups_removed(
+    conn: &mut AnyConnection,
     source_id: &str,
     external_ids: &[String],
     reason: &str,
     now: Millis,
 ) -> sqlx::Result<i64> {
-    mark_removed(ex, "directory_groups", source_id, external_ids, reason, now).await
+    mark_removed(
+        conn,
+        "directory_groups",
+        source_id,
+        external_ids,
+        reason,
+        now,
+    )
+    .await
 }
 
-async fn mark_removed<'e>(
-    ex: impl Executor<'e, Database = Any>,
+async fn mark_removed(
+    conn: &mut AnyConnection,
+    table: &str,
+    source_id: &str,
+    external_ids: &[String],
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    let mut n = 0;
+    for chunk in external_ids.chunks(4 * ROWS_PER_STATEMENT) {
+        n += mark_removed_chunk(&mut *conn, table, source_id, chunk, reason, now).await?;
+    }
+    Ok(n)
+}
+
+async fn mark_removed_chunk(
+    conn: &mut AnyConnection,
     table: &str,
     source_id: &str,
     external_ids: &[String],
@@ -236,7 +328,7 @@ async fn mark_removed<'e>(
     for id in external_ids {
         q = q.bind(id);
     }
-    Ok(i64::try_from(q.execute(ex).await?.rows_affected()).unwrap_or(0))
+    Ok(i64::try_from(q.execute(conn).await?.rows_affected()).unwrap_or(0))
 }
 
 /// After a completed full round: every user and group it did not see is marked not synced.

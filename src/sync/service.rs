@@ -433,10 +433,10 @@ async fn full_round(
         }
         let now = deps.clock.now_ms();
         let mut tx = db.pool.begin().await?;
-        let up = dir::upsert_users(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
+        let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
         for (reason, ids) in group_by_reason(&parsed.removed) {
             c.users_not_synced +=
-                dir::mark_users_removed(&mut *tx, &source.id, &ids, reason, now).await?;
+                dir::mark_users_removed(&mut tx, &source.id, &ids, reason, now).await?;
         }
         c.pages += 1;
         c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
@@ -456,16 +456,15 @@ async fn full_round(
         let parsed = parse_group_page(items(&page)?);
         let now = deps.clock.now_ms();
         let mut tx = db.pool.begin().await?;
-        let up = dir::upsert_groups(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
+        let up = dir::upsert_groups(&mut tx, &source.id, run_id, now, &parsed.records).await?;
         for (reason, ids) in group_by_reason(&parsed.removed) {
             c.groups_not_synced +=
-                dir::mark_groups_removed(&mut *tx, &source.id, &ids, reason, now).await?;
+                dir::mark_groups_removed(&mut tx, &source.id, &ids, reason, now).await?;
         }
         c.memberships_added +=
-            dir::upsert_memberships(&mut *tx, &source.id, run_id, &parsed.member_adds).await?;
-        for chunk in parsed.member_removes.chunks(200) {
-            c.memberships_removed += dir::remove_memberships(&mut *tx, &source.id, chunk).await?;
-        }
+            dir::upsert_memberships(&mut tx, &source.id, run_id, &parsed.member_adds).await?;
+        c.memberships_removed +=
+            dir::remove_memberships(&mut tx, &source.id, &parsed.member_removes).await?;
         c.pages += 1;
         c.groups_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
         c.groups_added += up.added;

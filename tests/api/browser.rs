@@ -87,7 +87,7 @@ async fn a_browser_completes_first_run_setup_and_signs_in() {
 
 #[tokio::test]
 async fn a_browser_sets_up_entra_id_tests_the_connection_and_syncs() {
-    let emu = graph_emulator::Emulator::start(crate::sync::emulator_config(1000, 20, 2500))
+    let emu = graph_emulator::Emulator::start(crate::sync::emulator_config(10_000, 200, 25_000))
         .await
         .unwrap();
     let app = crate::helpers::spawn_app_with(roster::startup::Options {
@@ -109,7 +109,7 @@ async fn a_browser_sets_up_entra_id_tests_the_connection_and_syncs() {
                 &cfg.tenant_id,
                 &cfg.client_id,
                 &cfg.client_secret,
-                "1000",
+                "10000",
             ],
         )
     })

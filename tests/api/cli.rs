@@ -209,3 +209,40 @@ async fn serve_prints_the_setup_link_and_stops_gracefully_on_sigterm() {
     assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("Stopped.")), "{log:#?}");
 }
+
+#[tokio::test]
+async fn sync_once_runs_one_round_and_reports_failures() {
+    let (app, emu) = crate::sync::app_with_tenant(120, 4, 200).await;
+    let out = roster(&app.data_dir, &app.database_url)
+        .args(["sync", "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("succeeded: 120 users"), "{stdout}");
+    crate::sync::assert_matches_truth(&app, &emu).await;
+    let trigger: String = sqlx::query_scalar("SELECT trigger_kind FROM sync_runs")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trigger, "command line");
+
+    // The token endpoint refuses the application: non-zero exit with the reason.
+    emu.push_fault(graph_emulator::FaultRule {
+        endpoint: graph_emulator::Endpoint::Token,
+        skip: 0,
+        times: 1,
+        fault: graph_emulator::Fault::ExpiredToken,
+    });
+    let out = roster(&app.data_dir, &app.database_url)
+        .args(["sync", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error:"), "{stderr}");
+}

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub clock: Arc<OffsetClock>,
     pub db: Db,
     pub state: roster::web::AppState,
+    pub database_url: String,
+    pub data_dir: PathBuf,
     pub client: reqwest::Client,
     cancel: CancellationToken,
     _tmp: tempfile::TempDir,
@@ -108,7 +110,7 @@ pub async fn spawn_app_with(mut options: Options) -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(tmp.path()).await;
     let mut settings = Settings::for_data_dir(tmp.path().to_path_buf());
-    settings.database_url = Some(database_url);
+    settings.database_url = Some(database_url.clone());
     let clock = OffsetClock::new();
     let app = Application::build(&settings, clock.clone(), options)
         .await
@@ -130,6 +132,8 @@ pub async fn spawn_app_with(mut options: Options) -> TestApp {
         clock,
         db,
         state,
+        database_url,
+        data_dir: tmp.path().to_path_buf(),
         client,
         cancel,
         _tmp: tmp,

@@ -550,3 +550,14 @@ async fn wait_for_runs(app: &TestApp, n: i64) {
     }
     panic!("the worker did not finish {n} rounds within 15 s");
 }
+
+/// 10,000 users and pages holding tens of thousands of membership entries (more values than one SQL
+/// statement may bind on SQLite) sync exactly.
+#[tokio::test]
+async fn a_ten_thousand_user_tenant_syncs_exactly() {
+    let (app, emu) = app_with_tenant(10_000, 200, 25_000).await;
+    emu.set_mode(Mode::MembersSlice(5_000));
+    let s = round(&app).await.unwrap();
+    assert_eq!(s.counters.users_added, 10_000);
+    assert_matches_truth(&app, &emu).await;
+}

@@ -49,7 +49,8 @@ try {
 
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Users' }).click();
   await page.waitForURL(`${base}/admin/users`);
-  check((await page.locator('main').innerText()).includes(`${users} users in the directory`), 'users imported');
+  const mainText = await page.locator('main').innerText();
+  check(mainText.includes(`${users} users in the directory`), `users imported: ${mainText.slice(0, 200)}`);
   check((await page.getByTestId('user-row').count()) === 50, 'first page of 50');
   await shot(page, 'users');
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Groups' }).click();
