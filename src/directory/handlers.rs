@@ -25,6 +25,8 @@ pub struct ListQuery {
     #[serde(default)]
     q: String,
     after: Option<String>,
+    /// Only users lacking this custom attribute.
+    missing: Option<String>,
 }
 
 fn enc(s: &str) -> String {
@@ -47,6 +49,7 @@ pub struct UserItem {
 pub struct UsersPage {
     pub ctx: PageCtx,
     pub q: String,
+    pub missing: Option<String>,
     pub total: i64,
     pub items: Vec<UserItem>,
     pub next_href: Option<String>,
@@ -61,9 +64,11 @@ async fn list_users(
 ) -> AppResult<HttpResponse> {
     let q = query.q.trim();
     let prefix = (!q.is_empty()).then_some(q);
+    let missing = query.missing.as_deref().filter(|m| !m.is_empty());
     let mut rows = repo::list_users(
         &state.db.pool,
         prefix,
+        missing,
         query.after.as_deref(),
         PAGE_SIZE + 1,
     )
@@ -74,8 +79,9 @@ async fn list_users(
         .then(|| {
             rows.last().map(|r| {
                 format!(
-                    "/admin/users?q={}&after={}",
+                    "/admin/users?q={}&missing={}&after={}",
                     enc(q),
+                    enc(missing.unwrap_or("")),
                     enc(&r.upn.to_lowercase())
                 )
             })
@@ -108,13 +114,17 @@ async fn list_users(
     let page = UsersPage {
         ctx: PageCtx::admin(&state, &session, &admin, Section::Users, "Admin > Users").await?,
         q: q.to_owned(),
+        missing: missing.map(str::to_owned),
         total: repo::count_users(&state.db.pool).await?,
         items,
         next_href,
-        first_href: query
-            .after
-            .is_some()
-            .then(|| format!("/admin/users?q={}", enc(q))),
+        first_href: query.after.is_some().then(|| {
+            format!(
+                "/admin/users?q={}&missing={}",
+                enc(q),
+                enc(missing.unwrap_or(""))
+            )
+        }),
     };
     render(&page, StatusCode::OK)
 }

@@ -253,6 +253,28 @@ async fn remove_membership_chunk(
     Ok(i64::try_from(q.execute(conn).await?.rows_affected()).unwrap_or(0))
 }
 
+/// Removes every membership of groups the source deleted.
+pub async fn remove_memberships_of_groups(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    group_ids: &[String],
+) -> sqlx::Result<i64> {
+    let mut n = 0;
+    for chunk in group_ids.chunks(4 * ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "DELETE FROM group_members WHERE source_id = $1 AND group_external_id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(source_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        n += i64::try_from(q.execute(&mut *conn).await?.rows_affected()).unwrap_or(0);
+    }
+    Ok(n)
+}
+
 /// Marks users the source reported removed as not synced; returns how many changed state.
 pub async fn mark_users_removed(
     conn: &mut AnyConnection,
@@ -389,19 +411,23 @@ pub struct UserListRow {
 pub async fn list_users<'e>(
     ex: impl Executor<'e, Database = Any>,
     prefix: Option<&str>,
+    missing_custom: Option<&str>,
     after_upn_lower: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<UserListRow>> {
     let pattern = prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
+    let missing = missing_custom.map(custom_key_pattern);
     sqlx::query_as(
         "SELECT id, upn, display_name, mail, department, account_enabled, managed_apple_id, not_synced_at, source \
          FROM directory_users \
          WHERE ($1 IS NULL OR upn_lower LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\' \
                 OR LOWER(mail) LIKE $1 ESCAPE '\\') \
-           AND ($2 IS NULL OR upn_lower > $2) \
-         ORDER BY upn_lower LIMIT $3",
+           AND ($2 IS NULL OR (not_synced_at IS NULL AND custom_attributes NOT LIKE $2 ESCAPE '\\')) \
+           AND ($3 IS NULL OR upn_lower > $3) \
+         ORDER BY upn_lower LIMIT $4",
     )
     .bind(pattern)
+    .bind(missing)
     .bind(after_upn_lower)
     .bind(limit)
     .fetch_all(ex)
@@ -462,4 +488,65 @@ pub async fn count_groups<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Re
     sqlx::query_scalar("SELECT COUNT(*) FROM directory_groups")
         .fetch_one(ex)
         .await
+}
+
+/// Built-in user columns whose absence for every user means an attribute is not synchronized.
+pub const OPTIONAL_COLUMNS: &[(&str, &str)] = &[
+    ("mail", "mail"),
+    ("givenName", "given_name"),
+    ("surname", "surname"),
+    ("jobTitle", "job_title"),
+    ("department", "department"),
+];
+
+pub async fn count_active_users<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE source_id = $1 AND not_synced_at IS NULL",
+    )
+    .bind(source_id)
+    .fetch_one(ex)
+    .await
+}
+
+/// Active users without a value for a built-in attribute (`column` from [`OPTIONAL_COLUMNS`]).
+pub async fn count_missing_column<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    column: &str,
+) -> anyhow::Result<i64> {
+    let col = OPTIONAL_COLUMNS
+        .iter()
+        .find(|(_, c)| *c == column)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| anyhow::anyhow!("unknown column {column}"))?;
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM directory_users WHERE source_id = $1 AND not_synced_at IS NULL AND {col} IS NULL"
+    ))
+    .bind(source_id)
+    .fetch_one(ex)
+    .await?)
+}
+
+/// `LIKE` pattern that matches a JSON object holding the key `name`.
+fn custom_key_pattern(name: &str) -> String {
+    format!("%{}%", escape_like(&format!("\"{name}\":")))
+}
+
+/// Active users without a value for a custom attribute.
+pub async fn count_missing_custom<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    name: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE source_id = $1 AND not_synced_at IS NULL \
+         AND custom_attributes NOT LIKE $2 ESCAPE '\\'",
+    )
+    .bind(source_id)
+    .bind(custom_key_pattern(name))
+    .fetch_one(ex)
+    .await
 }

@@ -37,4 +37,6 @@ pub struct NewNotification {
     pub action_text: String,
     pub action_href: Option<String>,
     pub details: Value,
+    /// The sync round that raised it, if any.
+    pub run_id: Option<String>,
 }

@@ -14,12 +14,12 @@ pub async fn raise<'e>(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO notifications (id, kind, dedup_key, severity, title, body, action_text, action_href, details, \
-         occurrences, first_seen_at, last_seen_at, resolved_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, NULL) \
+         occurrences, first_seen_at, last_seen_at, resolved_at, run_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, NULL, $11) \
          ON CONFLICT (dedup_key) DO UPDATE SET severity = excluded.severity, title = excluded.title, \
          body = excluded.body, action_text = excluded.action_text, action_href = excluded.action_href, \
          details = excluded.details, occurrences = notifications.occurrences + 1, \
-         last_seen_at = excluded.last_seen_at, resolved_at = NULL",
+         last_seen_at = excluded.last_seen_at, resolved_at = NULL, run_id = excluded.run_id, read_at = NULL",
     )
     .bind(new_id())
     .bind(n.kind)
@@ -31,6 +31,7 @@ pub async fn raise<'e>(
     .bind(n.action_href.as_deref())
     .bind(n.details.to_string())
     .bind(now)
+    .bind(n.run_id.as_deref())
     .execute(ex)
     .await?;
     Ok(())

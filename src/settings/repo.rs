@@ -25,6 +25,7 @@ struct SourceRow {
     users_delta_link: Option<String>,
     groups_delta_link: Option<String>,
     delta_links_at: Option<i64>,
+    delta_select: Option<String>,
     updated_at: i64,
 }
 
@@ -39,6 +40,8 @@ pub struct StoredSource {
     pub users_delta_link: Option<String>,
     pub groups_delta_link: Option<String>,
     pub delta_links_at: Option<Millis>,
+    /// The user `$select` the stored delta links were made with.
+    pub delta_select: Option<String>,
     pub updated_at: Millis,
 }
 
@@ -75,6 +78,7 @@ impl TryFrom<SourceRow> for StoredSource {
             users_delta_link: r.users_delta_link,
             groups_delta_link: r.groups_delta_link,
             delta_links_at: r.delta_links_at,
+            delta_select: r.delta_select,
             updated_at: r.updated_at,
         })
     }
@@ -82,7 +86,7 @@ impl TryFrom<SourceRow> for StoredSource {
 
 const COLS: &str = "id, name, enabled, sync_interval_minutes, auto_invite, tenant_id, client_id, client_secret_sealed, \
      cloud, authority_url, graph_url, apple_id_mode, apple_id_subdomain, custom_attributes, sync_requested_at, \
-     users_delta_link, groups_delta_link, delta_links_at, updated_at";
+     users_delta_link, groups_delta_link, delta_links_at, delta_select, updated_at";
 
 pub async fn find_source<'e>(
     ex: impl Executor<'e, Database = Any>,
@@ -169,19 +173,22 @@ pub async fn clear_sync_request<'e>(
     Ok(())
 }
 
-/// Stores the delta links of a committed round.
+/// Stores the delta links of a committed round (with the `$select` they were made with), or clears them.
 pub async fn store_delta_links<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,
     users: Option<&str>,
     groups: Option<&str>,
+    select: Option<&str>,
     now: Millis,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE user_sources SET users_delta_link = $1, groups_delta_link = $2, delta_links_at = $3 WHERE id = $4",
+        "UPDATE user_sources SET users_delta_link = $1, groups_delta_link = $2, delta_select = $3, \
+         delta_links_at = $4 WHERE id = $5",
     )
     .bind(users)
     .bind(groups)
+    .bind(select)
     .bind(now)
     .bind(id)
     .execute(ex)

@@ -180,7 +180,8 @@ pub enum TestOutcome {
     },
 }
 
-fn auth_advice(code: Option<&str>) -> &'static str {
+/// What an admin should do about an AADSTS code.
+pub fn auth_advice(code: Option<&str>) -> &'static str {
     match code {
         Some("AADSTS7000215") => {
             "The client secret is wrong. Copy the secret's Value (not its Secret ID) from Certificates & secrets."

@@ -1,6 +1,7 @@
 //! Owns directory sync: the Graph client, rounds (full today, delta next), the worker that runs them on
 //! the interval or on request, the lease that keeps one round per source at a time, and the sync page.
 
+pub mod alerts;
 pub mod graph;
 pub mod handlers;
 pub mod repo;

@@ -135,6 +135,20 @@ pub async fn update_progress<'e>(
     Ok(())
 }
 
+/// A delta round whose link was refused continues as a full round: the record says so and why.
+pub async fn restart_as_full<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sync_runs SET kind = 'full', reason = $1 WHERE id = $2")
+        .bind(reason)
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
 pub async fn heartbeat<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,

@@ -51,6 +51,9 @@ pub enum SyncError {
     Busy,
     #[error("the round was cancelled")]
     Cancelled,
+    /// Graph refused a stored delta link (expired or a resync is required): a full round follows.
+    #[error("Microsoft Graph refused the stored delta link ({0}); a full round is needed")]
+    DeltaRefused(String),
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error(transparent)]
@@ -345,6 +348,48 @@ async fn renew_lease_loop(
     }
 }
 
+/// How old stored delta links may be before a full round is run instead (Graph keeps them 7 days).
+pub const DELTA_LINK_MAX_AGE: Millis = 6 * 24 * crate::clock::HOUR;
+
+/// Which kind of round to run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Full { reason: String },
+    Delta { users: String, groups: String },
+}
+
+/// Delta when fresh links made with the same `$select` are stored; full otherwise, with the reason.
+pub fn plan(source: &StoredSource, select: &str, has_succeeded_before: bool, now: Millis) -> Plan {
+    match (
+        &source.users_delta_link,
+        &source.groups_delta_link,
+        source.delta_links_at,
+    ) {
+        (Some(u), Some(g), Some(at)) => {
+            if source.delta_select.as_deref() != Some(select) {
+                Plan::Full {
+                    reason: "the selected user properties changed since the last round".into(),
+                }
+            } else if now - at >= DELTA_LINK_MAX_AGE {
+                Plan::Full {
+                    reason: "the stored delta links are older than six days".into(),
+                }
+            } else {
+                Plan::Delta {
+                    users: u.clone(),
+                    groups: g.clone(),
+                }
+            }
+        }
+        _ if has_succeeded_before => Plan::Full {
+            reason: "no delta links are stored".into(),
+        },
+        _ => Plan::Full {
+            reason: "first sync of this source".into(),
+        },
+    }
+}
+
 async fn run_leased(
     deps: &RoundDeps<'_>,
     source: &StoredSource,
@@ -361,18 +406,19 @@ async fn run_leased(
         );
     }
     let previous = repo::last_succeeded(&db.pool, &source.id).await?;
+    let select = source.settings.user_select().join(",");
+    let mut plan = plan(source, &select, previous.is_some(), now);
     let run_id = new_id();
-    let reason = if previous.is_none() {
-        "first sync of this source"
-    } else {
-        "every round is a full round until delta sync is enabled"
+    let (kind, reason) = match &plan {
+        Plan::Full { reason } => ("full", reason.clone()),
+        Plan::Delta { .. } => ("delta", "changes since the last round".to_owned()),
     };
     repo::create_run(
         &db.pool,
         &run_id,
         &source.id,
-        "full",
-        reason,
+        kind,
+        &reason,
         trigger.as_str(),
         now,
         previous.as_ref().map(|p| p.users_seen),
@@ -382,21 +428,71 @@ async fn run_leased(
     if let Some(requested) = source.sync_requested_at {
         settings_repo::clear_sync_request(&db.pool, &source.id, requested).await?;
     }
-    tracing::info!(run_id, trigger = trigger.as_str(), "Sync round started.");
+    tracing::info!(
+        run_id,
+        kind,
+        reason,
+        trigger = trigger.as_str(),
+        "Sync round started."
+    );
     let mut counters = Counters::default();
-    let outcome = full_round(deps, source, &run_id, &mut counters).await;
+    let outcome = async {
+        let client = client_for(source, deps.master_key, deps.sync)?;
+        let first = run_plan(
+            deps,
+            &client,
+            source,
+            &run_id,
+            &plan,
+            &select,
+            &mut counters,
+        )
+        .await;
+        match first {
+            Err(SyncError::DeltaRefused(why)) if matches!(plan, Plan::Delta { .. }) => {
+                let reason = format!("Microsoft Graph refused the delta link ({why}); full resync");
+                tracing::warn!(
+                    run_id,
+                    reason,
+                    "Delta link refused; running a full round instead."
+                );
+                repo::restart_as_full(&db.pool, &run_id, &reason).await?;
+                plan = Plan::Full { reason };
+                run_plan(
+                    deps,
+                    &client,
+                    source,
+                    &run_id,
+                    &plan,
+                    &select,
+                    &mut counters,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+    .await;
+    let kind = if matches!(plan, Plan::Full { .. }) {
+        "full"
+    } else {
+        "delta"
+    };
     let end = deps.clock.now_ms();
     match outcome {
         Ok(()) => {
             tracing::info!(
                 run_id,
+                kind,
                 users = counters.users_seen,
                 groups = counters.groups_seen,
                 "Sync round finished."
             );
+            crate::sync::alerts::after_success(db, &source.settings, &source.id, &run_id, end)
+                .await?;
             Ok(RoundSummary {
                 run_id,
-                kind: "full",
+                kind,
                 counters,
             })
         }
@@ -405,26 +501,57 @@ async fn run_leased(
             tracing::warn!(run_id, error = %msg, "Sync round failed; nothing it had not committed was changed.");
             repo::update_progress(&db.pool, &run_id, "done", &counters, end).await?;
             repo::finish_run(&db.pool, &run_id, "failed", Some(&msg), end).await?;
+            crate::sync::alerts::after_failure(db, &source.id, &run_id, &e, end).await?;
             Err(e)
         }
     }
 }
 
-async fn full_round(
+async fn run_plan(
     deps: &RoundDeps<'_>,
+    client: &GraphClient,
     source: &StoredSource,
     run_id: &str,
+    plan: &Plan,
+    select: &str,
     c: &mut Counters,
 ) -> Result<(), SyncError> {
+    let (users_url, groups_url, full) = match plan {
+        Plan::Full { .. } => (
+            client.url(&format!("/users/delta?$select={select}")),
+            client.url(&format!("/groups/delta?$select={GROUP_SELECT}")),
+            true,
+        ),
+        Plan::Delta { users, groups } => (users.clone(), groups.clone(), false),
+    };
+    let users_delta = sync_users(deps, client, source, run_id, users_url, c).await?;
+    let groups_delta = sync_groups(deps, client, source, run_id, groups_url, c).await?;
+    finish(
+        deps,
+        source,
+        run_id,
+        full,
+        users_delta.as_deref(),
+        groups_delta.as_deref(),
+        select,
+        c,
+    )
+    .await
+}
+
+/// Follows user pages from `url` to the delta link, writing each page; returns the delta link.
+async fn sync_users(
+    deps: &RoundDeps<'_>,
+    client: &GraphClient,
+    source: &StoredSource,
+    run_id: &str,
+    mut url: String,
+    c: &mut Counters,
+) -> Result<Option<String>, SyncError> {
     let db = deps.db;
-    let client = client_for(source, deps.master_key, deps.sync)?;
-    let settings = &source.settings;
-    let select = settings.user_select().join(",");
-    // Users.
-    let mut url = client.url(&format!("/users/delta?$select={select}"));
-    let users_delta = loop {
-        let page = fetch(deps, &client, &url).await?;
-        let parsed = parse_user_page(items(&page)?, settings);
+    loop {
+        let page = fetch(deps, client, &url).await?;
+        let parsed = parse_user_page(items(&page)?, &source.settings);
         if parsed.skipped > 0 {
             tracing::warn!(
                 count = parsed.skipped,
@@ -446,13 +573,23 @@ async fn full_round(
         tx.commit().await?;
         match next_or_delta(&page) {
             (Some(next), _) => url = next,
-            (None, delta) => break delta,
+            (None, delta) => return Ok(delta),
         }
-    };
-    // Groups, with their direct members inline.
-    let mut url = client.url(&format!("/groups/delta?$select={GROUP_SELECT}"));
-    let groups_delta = loop {
-        let page = fetch(deps, &client, &url).await?;
+    }
+}
+
+/// Follows group pages (with `members@delta`) from `url` to the delta link.
+async fn sync_groups(
+    deps: &RoundDeps<'_>,
+    client: &GraphClient,
+    source: &StoredSource,
+    run_id: &str,
+    mut url: String,
+    c: &mut Counters,
+) -> Result<Option<String>, SyncError> {
+    let db = deps.db;
+    loop {
+        let page = fetch(deps, client, &url).await?;
         let parsed = parse_group_page(items(&page)?);
         let now = deps.clock.now_ms();
         let mut tx = db.pool.begin().await?;
@@ -460,6 +597,8 @@ async fn full_round(
         for (reason, ids) in group_by_reason(&parsed.removed) {
             c.groups_not_synced +=
                 dir::mark_groups_removed(&mut tx, &source.id, &ids, reason, now).await?;
+            c.memberships_removed +=
+                dir::remove_memberships_of_groups(&mut tx, &source.id, &ids).await?;
         }
         c.memberships_added +=
             dir::upsert_memberships(&mut tx, &source.id, run_id, &parsed.member_adds).await?;
@@ -473,26 +612,48 @@ async fn full_round(
         tx.commit().await?;
         match next_or_delta(&page) {
             (Some(next), _) => url = next,
-            (None, delta) => break delta,
+            (None, delta) => return Ok(delta),
         }
-    };
-    // Only a completed full round may mark what it did not see; the delta links land with it.
+    }
+}
+
+/// Ends a round in one transaction: only a completed full round marks what it did not see; the new delta
+/// links land with the round's success, never before.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the round's pieces, each used once"
+)]
+async fn finish(
+    deps: &RoundDeps<'_>,
+    source: &StoredSource,
+    run_id: &str,
+    full: bool,
+    users_delta: Option<&str>,
+    groups_delta: Option<&str>,
+    select: &str,
+    c: &mut Counters,
+) -> Result<(), SyncError> {
     let now = deps.clock.now_ms();
-    let why = format!(
-        "No longer returned by Entra ID (full sync of {})",
-        format_ms(now)
-    );
-    let mut tx = db.pool.begin().await?;
-    c.users_not_synced +=
-        dir::mark_unseen(&mut *tx, "directory_users", &source.id, run_id, &why, now).await?;
-    c.groups_not_synced +=
-        dir::mark_unseen(&mut *tx, "directory_groups", &source.id, run_id, &why, now).await?;
-    c.memberships_removed += dir::delete_unseen_memberships(&mut *tx, &source.id, run_id).await?;
+    let mut tx = deps.db.pool.begin().await?;
+    if full {
+        let why = format!(
+            "No longer returned by Entra ID (full sync of {})",
+            format_ms(now)
+        );
+        c.users_not_synced +=
+            dir::mark_unseen(&mut *tx, "directory_users", &source.id, run_id, &why, now).await?;
+        c.groups_not_synced +=
+            dir::mark_unseen(&mut *tx, "directory_groups", &source.id, run_id, &why, now).await?;
+        c.memberships_removed +=
+            dir::delete_unseen_memberships(&mut *tx, &source.id, run_id).await?;
+    }
+    let links_ok = users_delta.is_some() && groups_delta.is_some();
     settings_repo::store_delta_links(
         &mut *tx,
         &source.id,
-        users_delta.as_deref(),
-        groups_delta.as_deref(),
+        users_delta,
+        groups_delta,
+        links_ok.then_some(select),
         now,
     )
     .await?;
@@ -506,8 +667,21 @@ async fn full_round(
 async fn fetch(deps: &RoundDeps<'_>, client: &GraphClient, url: &str) -> Result<Value, SyncError> {
     tokio::select! {
         () = deps.cancel.cancelled() => Err(SyncError::Cancelled),
-        page = client.get_json(url) => Ok(page?),
+        page = client.get_json(url) => page.map_err(|e| match delta_refusal(&e) {
+            Some(why) => SyncError::DeltaRefused(why),
+            None => SyncError::Graph(e),
+        }),
     }
+}
+
+/// 410 Gone, or a 4xx whose code is `syncStateNotFound` / `resyncRequired` (any case): the delta link is dead.
+fn delta_refusal(e: &GraphError) -> Option<String> {
+    let (status, code) = e.api_code()?;
+    let dead = status == 410
+        || ((400..500).contains(&status)
+            && ["syncstatenotfound", "resyncrequired"]
+                .contains(&code.to_ascii_lowercase().as_str()));
+    dead.then(|| format!("HTTP {status} {code}"))
 }
 
 fn group_by_reason(removed: &[(String, &'static str)]) -> Vec<(&'static str, Vec<String>)> {

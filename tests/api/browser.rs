@@ -55,6 +55,7 @@ async fn a_browser_completes_first_run_setup_and_signs_in() {
         action_text: "Check that this server can reach Microsoft Graph, then use Sync now.".into(),
         action_href: None,
         details: serde_json::json!({}),
+        run_id: None,
     };
     roster::notifications::repo::raise(
         &app.db.pool,

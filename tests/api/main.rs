@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod cli;
 mod csrf;
+mod delta;
 mod helpers;
 mod notifications;
 mod ops;

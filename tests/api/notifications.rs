@@ -16,6 +16,7 @@ fn unreachable(body: &str) -> NewNotification {
         action_text: "Check the network path to Microsoft Graph.".into(),
         action_href: Some("/admin/audit".into()),
         details: json!({ "last_error": body }),
+        run_id: None,
     }
 }
 

@@ -1,0 +1,215 @@
+//! The notifications sync raises and resolves: the reference's three (service unreachable, all / some user
+//! attributes not synchronized) plus authentication failures, lasting throttling and other failed rounds.
+//! One notification per problem (its dedup key); a successful round resolves what it proves fixed.
+
+use serde_json::json;
+
+use crate::clock::Millis;
+use crate::db::Db;
+use crate::directory::repo as dir;
+use crate::notifications::{NewNotification, Severity, repo as notes};
+use crate::settings::model::EntraSettings;
+use crate::sync::graph::GraphError;
+use crate::sync::service::SyncError;
+
+pub const UNREACHABLE: &str = "entra_unreachable";
+pub const AUTH: &str = "entra_auth";
+pub const THROTTLED: &str = "entra_throttled";
+pub const FAILED: &str = "entra_sync_failed";
+pub const ATTRIBUTES_ALL: &str = "entra_attributes_all";
+pub const ATTRIBUTES_SOME: &str = "entra_attributes_some";
+
+const SETTINGS_HREF: &str = "/admin/azure/entra-user-source";
+
+fn key(kind: &str, source_id: &str) -> String {
+    format!("{kind}:{source_id}")
+}
+
+fn note(kind: &'static str, source_id: &str, run_id: &str, severity: Severity) -> NewNotification {
+    NewNotification {
+        kind,
+        dedup_key: key(kind, source_id),
+        severity,
+        title: String::new(),
+        body: String::new(),
+        action_text: String::new(),
+        action_href: None,
+        details: json!({}),
+        run_id: Some(run_id.to_owned()),
+    }
+}
+
+/// Raises the notification that fits a failed round (none for a cancelled or skipped one).
+pub async fn after_failure(
+    db: &Db,
+    source_id: &str,
+    run_id: &str,
+    err: &SyncError,
+    now: Millis,
+) -> anyhow::Result<()> {
+    let n = match err {
+        SyncError::Graph(GraphError::Unreachable { detail }) => NewNotification {
+            title: "Entra ID service is unreachable".into(),
+            body: format!("The sync round could not reach Microsoft Entra ID / Microsoft Graph. Last error: {detail}."),
+            action_text: "Check that this server can reach the authority and Graph URLs of your cloud (proxy, firewall, \
+                          DNS). Roster tries again at the next interval; use Sync now once it is fixed."
+                .into(),
+            action_href: Some("/admin/sync".into()),
+            details: json!({ "last_error": detail }),
+            ..note(UNREACHABLE, source_id, run_id, Severity::Error)
+        },
+        SyncError::Graph(GraphError::Auth { aadsts, description, error, .. }) => NewNotification {
+            title: format!(
+                "Entra ID refused Roster's sign-in{}",
+                aadsts.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+            body: format!("The token request failed with {error}: {description}"),
+            action_text: crate::settings::service::auth_advice(aadsts.as_deref()).into(),
+            action_href: Some(SETTINGS_HREF.into()),
+            details: json!({ "error": error, "aadsts": aadsts }),
+            ..note(AUTH, source_id, run_id, Severity::Error)
+        },
+        SyncError::Graph(GraphError::Api { status: 401 | 403, code, message, .. }) => NewNotification {
+            title: format!("Entra ID refused access to the directory ({code})"),
+            body: format!("Microsoft Graph answered: {message}"),
+            action_text: "Grant the application the Microsoft Graph application permissions User.Read.All and \
+                          GroupMember.Read.All, grant admin consent, then use Sync now."
+                .into(),
+            action_href: Some(SETTINGS_HREF.into()),
+            details: json!({ "code": code }),
+            ..note(AUTH, source_id, run_id, Severity::Error)
+        },
+        SyncError::Graph(GraphError::Throttled { detail }) => NewNotification {
+            title: "Microsoft Graph kept throttling the sync".into(),
+            body: format!("Requests were throttled (HTTP 429) beyond the retry budget: {detail}."),
+            action_text: "Roster tries again at the next interval. If this repeats, choose a longer Sync Interval or \
+                          check other applications that use the same app registration."
+                .into(),
+            action_href: Some("/admin/sync".into()),
+            details: json!({ "last_error": detail }),
+            ..note(THROTTLED, source_id, run_id, Severity::Warning)
+        },
+        SyncError::Graph(e) => NewNotification {
+            title: "Entra ID sync failed".into(),
+            body: format!("The sync round stopped: {e}."),
+            action_text: "Check the custom attributes' property names on the Entra ID User Source page; the round \
+                          record on the Sync page has the details."
+                .into(),
+            action_href: Some("/admin/sync".into()),
+            details: json!({ "error": e.to_string() }),
+            ..note(FAILED, source_id, run_id, Severity::Error)
+        },
+        SyncError::Unexpected(e) => NewNotification {
+            title: "Entra ID sync failed".into(),
+            body: format!("The sync round stopped: {e:#}."),
+            action_text: "See the Sync page and the server log for details; Roster tries again at the next interval."
+                .into(),
+            action_href: Some("/admin/sync".into()),
+            details: json!({}),
+            ..note(FAILED, source_id, run_id, Severity::Error)
+        },
+        SyncError::Cancelled | SyncError::Busy | SyncError::NotConfigured | SyncError::DeltaRefused(_) => {
+            return Ok(());
+        }
+    };
+    notes::raise(&db.pool, &n, now).await?;
+    Ok(())
+}
+
+/// A successful round proves Graph reachable and the credentials good; then checks the attributes.
+pub async fn after_success(
+    db: &Db,
+    settings: &EntraSettings,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+) -> anyhow::Result<()> {
+    for kind in [UNREACHABLE, AUTH, THROTTLED, FAILED] {
+        notes::resolve(&db.pool, &key(kind, source_id), now).await?;
+    }
+    check_attributes(db, settings, source_id, run_id, now).await
+}
+
+/// Raises "All user attributes …" when no selected attribute has a value for any user, "Some user
+/// attributes …" when a custom attribute is missing for some users or a built-in one for all; resolves
+/// whichever no longer holds.
+async fn check_attributes(
+    db: &Db,
+    settings: &EntraSettings,
+    source_id: &str,
+    run_id: &str,
+    now: Millis,
+) -> anyhow::Result<()> {
+    let total = dir::count_active_users(&db.pool, source_id).await?;
+    let (all_key, some_key) = (
+        key(ATTRIBUTES_ALL, source_id),
+        key(ATTRIBUTES_SOME, source_id),
+    );
+    if total == 0 {
+        notes::resolve(&db.pool, &all_key, now).await?;
+        notes::resolve(&db.pool, &some_key, now).await?;
+        return Ok(());
+    }
+    let mut missing: Vec<(String, i64, bool)> = Vec::new(); // (attribute, users lacking it, custom?)
+    for (graph_name, column) in dir::OPTIONAL_COLUMNS {
+        missing.push((
+            (*graph_name).to_owned(),
+            dir::count_missing_column(&db.pool, source_id, column).await?,
+            false,
+        ));
+    }
+    for a in &settings.custom_attributes {
+        missing.push((
+            a.name.clone(),
+            dir::count_missing_custom(&db.pool, source_id, &a.name).await?,
+            true,
+        ));
+    }
+    if missing.iter().all(|(_, n, _)| *n == total) {
+        let names: Vec<&str> = missing.iter().map(|(a, _, _)| a.as_str()).collect();
+        let n = NewNotification {
+            title: "All user attributes are not synchronized with Entra ID".into(),
+            body: format!(
+                "Roster read {total} users, but none of the selected attributes came back for any of them ({}).",
+                names.join(", ")
+            ),
+            action_text: "The application probably lacks permission to read user properties, or Microsoft Graph \
+                          rejected a property. Check that User.Read.All has admin consent and the custom attributes' \
+                          property names, then use Sync now."
+                .into(),
+            action_href: Some(SETTINGS_HREF.into()),
+            details: json!({ "users": total, "attributes": names }),
+            ..note(ATTRIBUTES_ALL, source_id, run_id, Severity::Error)
+        };
+        notes::raise(&db.pool, &n, now).await?;
+        notes::resolve(&db.pool, &some_key, now).await?;
+        return Ok(());
+    }
+    notes::resolve(&db.pool, &all_key, now).await?;
+    let some: Vec<&(String, i64, bool)> = missing
+        .iter()
+        .filter(|(_, n, custom)| if *custom { *n > 0 } else { *n == total })
+        .collect();
+    if some.is_empty() {
+        notes::resolve(&db.pool, &some_key, now).await?;
+        return Ok(());
+    }
+    let lines: Vec<String> = some
+        .iter()
+        .map(|(a, n, _)| format!("{a}: {n} of {total} users have no value"))
+        .collect();
+    let first_custom = some.iter().find(|(_, _, c)| *c).map(|(a, _, _)| a.clone());
+    let n = NewNotification {
+        title: "Some user attributes are not synchronized with Entra ID".into(),
+        body: format!("{}.", lines.join("; ")),
+        action_text: "If these users should have a value, set the attribute in Entra ID (or check the Entra Connect \
+                      sync rules or the directory extension). Features that depend on a missing attribute may not \
+                      work as expected for these users."
+            .into(),
+        action_href: first_custom.map(|a| format!("/admin/users?missing={a}")),
+        details: json!({ "users": total, "missing": some.iter().map(|(a, n, _)| json!({"attribute": a, "users": n})).collect::<Vec<_>>() }),
+        ..note(ATTRIBUTES_SOME, source_id, run_id, Severity::Warning)
+    };
+    notes::raise(&db.pool, &n, now).await?;
+    Ok(())
+}

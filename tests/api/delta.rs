@@ -1,0 +1,238 @@
+//! Delta rounds, their fall-backs to a full round, and the sync notifications.
+
+use graph_emulator::{Endpoint, Fault, FaultRule, Group, MemberKind, Mode, Mutation, User};
+use roster::clock::HOUR;
+
+use crate::helpers::TestApp;
+use crate::sync::{app_with_tenant, assert_matches_truth, round};
+
+async fn last_run(app: &TestApp) -> (String, String, String) {
+    sqlx::query_as(
+        "SELECT kind, reason, status FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+async fn open_notifications(app: &TestApp) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT kind, title, body FROM notifications WHERE resolved_at IS NULL ORDER BY kind",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn delta_rounds_apply_every_kind_of_change() {
+    let (app, emu) = app_with_tenant(120, 6, 300).await;
+    emu.set_mode(Mode::MembersSlice(7));
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    let t = emu.truth();
+    let mut newbie = User::new("", "new.person@contoso.example", "New Person");
+    newbie.department = Some("Sales".into());
+    emu.mutate(Mutation::AddUser(newbie));
+    emu.mutate(Mutation::UpdateUser {
+        id: t.users[3].id.clone(),
+        patch: serde_json::json!({"jobTitle": "Chief Tester", "mail": null}),
+    });
+    emu.mutate(Mutation::SoftDeleteUser(t.users[4].id.clone()));
+    emu.mutate(Mutation::HardDeleteUser(t.users[5].id.clone()));
+    emu.mutate(Mutation::AddGroup(Group::new("", "Brand New Group")));
+    emu.mutate(Mutation::DeleteGroup(t.groups[0].id.clone()));
+    let (g, _, m) = t
+        .memberships
+        .iter()
+        .find(|(g, _, _)| *g != t.groups[0].id)
+        .cloned()
+        .unwrap();
+    emu.mutate(Mutation::RemoveMember {
+        group_id: g.clone(),
+        member_id: m,
+    });
+    emu.mutate(Mutation::AddMember {
+        group_id: g,
+        kind: MemberKind::User,
+        member_id: t.users[9].id.clone(),
+    });
+    emu.mutate(Mutation::AddMember {
+        group_id: t.groups[2].id.clone(),
+        kind: MemberKind::Group,
+        member_id: t.groups[3].id.clone(),
+    });
+    let s = round(&app).await.unwrap();
+    assert_eq!(s.kind, "delta");
+    assert!(
+        s.counters.users_seen < 10,
+        "a delta round reads only changes: {:?}",
+        s.counters
+    );
+    assert_matches_truth(&app, &emu).await;
+    // Restore and replays converge too.
+    emu.mutate(Mutation::RestoreUser(t.users[4].id.clone()));
+    emu.set_mode(Mode::ShuffleAndReplay);
+    assert_eq!(round(&app).await.unwrap().kind, "delta");
+    assert_matches_truth(&app, &emu).await;
+    let delta_calls = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains("deltatoken"))
+        .count();
+    assert!(delta_calls >= 4, "the stored delta links were followed");
+}
+
+#[tokio::test]
+async fn a_refused_or_old_delta_link_runs_a_full_round_and_says_why() {
+    let (app, emu) = app_with_tenant(50, 3, 80).await;
+    round(&app).await.unwrap();
+    emu.push_fault(FaultRule {
+        endpoint: Endpoint::UsersDelta,
+        skip: 0,
+        times: 1,
+        fault: Fault::SyncStateNotFound,
+    });
+    emu.mutate(Mutation::HardDeleteUser(emu.truth().users[0].id.clone()));
+    let s = round(&app).await.unwrap();
+    assert_eq!(s.kind, "full");
+    let (kind, reason, status) = last_run(&app).await;
+    assert_eq!((kind.as_str(), status.as_str()), ("full", "succeeded"));
+    assert!(reason.contains("syncStateNotFound"), "{reason}");
+    assert_matches_truth(&app, &emu).await;
+
+    emu.push_fault(FaultRule {
+        endpoint: Endpoint::GroupsDelta,
+        skip: 0,
+        times: 1,
+        fault: Fault::Gone,
+    });
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    assert!(last_run(&app).await.1.contains("410"));
+
+    assert_eq!(round(&app).await.unwrap().kind, "delta");
+    app.clock.advance(6 * 24 * HOUR + 1);
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    assert!(last_run(&app).await.1.contains("older than six days"));
+    assert_matches_truth(&app, &emu).await;
+}
+
+#[tokio::test]
+async fn unreachable_and_refused_sign_in_raise_notifications_that_clear() {
+    let (app, emu) = app_with_tenant(30, 2, 20).await;
+    emu.pause().await;
+    assert!(round(&app).await.is_err());
+    assert!(round(&app).await.is_err());
+    let open = open_notifications(&app).await;
+    let unreachable = open
+        .iter()
+        .find(|(k, _, _)| k == "entra_unreachable")
+        .expect("raised");
+    assert_eq!(unreachable.1, "Entra ID service is unreachable");
+    assert!(unreachable.2.contains("Last error"), "{}", unreachable.2);
+    let count: i64 = sqlx::query_scalar(
+        "SELECT occurrences FROM notifications WHERE kind = 'entra_unreachable'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 2, "a repeat updates the same notification");
+    let page = app.get_html("/admin/notifications").await;
+    assert!(page.contains("Entra ID service is unreachable"));
+    emu.resume().await.unwrap();
+    round(&app).await.unwrap();
+    assert!(
+        open_notifications(&app)
+            .await
+            .iter()
+            .all(|(k, _, _)| k != "entra_unreachable"),
+        "resolved"
+    );
+
+    // A wrong secret: the AADSTS code is on the notification.
+    let mut form = crate::user_source::valid_form(&emu.base_url(), "a-wrong-secret");
+    form.retain(|(k, _)| k != "action");
+    form.push(("action".into(), "save".into()));
+    let _ = crate::user_source::post_settings(&app, &form).await;
+    assert!(round(&app).await.is_err());
+    let open = open_notifications(&app).await;
+    let auth = open
+        .iter()
+        .find(|(k, _, _)| k == "entra_auth")
+        .expect("raised");
+    assert!(auth.1.contains("AADSTS7000215"), "{auth:?}");
+    let _ = crate::user_source::post_settings(
+        &app,
+        &crate::user_source::valid_form(&emu.base_url(), crate::sync::SECRET),
+    )
+    .await;
+    round(&app).await.unwrap();
+    assert!(
+        open_notifications(&app)
+            .await
+            .iter()
+            .all(|(k, _, _)| k != "entra_auth"),
+        "resolved"
+    );
+}
+
+#[tokio::test]
+async fn attributes_that_do_not_come_back_raise_all_or_some() {
+    let (app, emu) = app_with_tenant(40, 2, 20).await;
+    // Every selected attribute dropped: "All user attributes are not synchronized".
+    emu.set_mode(Mode::DropAttributes(
+        [
+            "mail",
+            "givenName",
+            "surname",
+            "jobTitle",
+            "department",
+            "onPremisesExtensionAttributes",
+            &format!("extension_{}_costCenter", crate::sync::EXT_APP),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+    ));
+    round(&app).await.unwrap();
+    let open = open_notifications(&app).await;
+    assert!(
+        open.iter()
+            .any(|(_, t, _)| t == "All user attributes are not synchronized with Entra ID"),
+        "{open:?}"
+    );
+    // Attributes back (a full round re-reads everyone): "All" clears; custom attributes that only some users
+    // have give "Some", with the counts.
+    emu.set_mode(Mode::Normal);
+    sqlx::query("UPDATE user_sources SET delta_links_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    round(&app).await.unwrap();
+    let open = open_notifications(&app).await;
+    assert!(
+        open.iter()
+            .all(|(_, t, _)| t != "All user attributes are not synchronized with Entra ID")
+    );
+    let some = open
+        .iter()
+        .find(|(_, t, _)| t == "Some user attributes are not synchronized with Entra ID")
+        .expect("raised");
+    assert!(
+        some.2.contains("badge:") && some.2.contains("of 40 users have no value"),
+        "{}",
+        some.2
+    );
+    // Its link lists exactly the users without the attribute.
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND custom_attributes NOT LIKE '%\"badge\":%'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let html = app.get_html("/admin/users?missing=badge").await;
+    assert_eq!(
+        i64::try_from(html.matches("data-test=\"user-row\"").count()).unwrap(),
+        missing.min(50)
+    );
+    assert!(html.contains("data-test=\"missing-filter\""));
+}
