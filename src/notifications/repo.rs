@@ -59,6 +59,42 @@ pub async fn count_open<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Resu
         .await
 }
 
+/// Open notifications nobody has marked read: the header badge.
+pub async fn count_unread<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications WHERE resolved_at IS NULL AND read_at IS NULL",
+    )
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn mark_read<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("UPDATE notifications SET read_at = $1 WHERE id = $2 AND read_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(ex)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn mark_all_read<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    now: Millis,
+) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("UPDATE notifications SET read_at = $1 WHERE read_at IS NULL")
+            .bind(now)
+            .execute(ex)
+            .await?
+            .rows_affected(),
+    )
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct NotificationRow {
     pub id: String,
@@ -72,28 +108,38 @@ pub struct NotificationRow {
     pub first_seen_at: i64,
     pub last_seen_at: i64,
     pub resolved_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub run_id: Option<String>,
 }
 
 const COLS: &str = "id, kind, severity, title, body, action_text, action_href, occurrences, first_seen_at, \
-                    last_seen_at, resolved_at";
+                    last_seen_at, resolved_at, read_at, run_id";
 
-pub async fn list_open<'e>(
-    ex: impl Executor<'e, Database = Any>,
-) -> sqlx::Result<Vec<NotificationRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLS} FROM notifications WHERE resolved_at IS NULL ORDER BY last_seen_at DESC, id"
-    ))
-    .fetch_all(ex)
-    .await
+/// Which notifications to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Open,
+    Resolved,
+    All,
 }
 
-pub async fn list_resolved<'e>(
+/// Newest first, by status and optionally severity (`error`, `warning`, `info`).
+pub async fn list<'e>(
     ex: impl Executor<'e, Database = Any>,
+    status: StatusFilter,
+    severity: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<NotificationRow>> {
+    let status_sql = match status {
+        StatusFilter::Open => "resolved_at IS NULL",
+        StatusFilter::Resolved => "resolved_at IS NOT NULL",
+        StatusFilter::All => "1 = 1",
+    };
     sqlx::query_as(&format!(
-        "SELECT {COLS} FROM notifications WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id LIMIT $1"
+        "SELECT {COLS} FROM notifications WHERE {status_sql} AND ($1 IS NULL OR severity = $1) \
+         ORDER BY last_seen_at DESC, id LIMIT $2"
     ))
+    .bind(severity)
     .bind(limit)
     .fetch_all(ex)
     .await

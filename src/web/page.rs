@@ -59,7 +59,7 @@ pub struct PageCtx {
     /// Breadcrumb title in the console's words, e.g. "Admin > Audit".
     pub title: String,
     pub admin_name: Option<String>,
-    /// Open notifications, for the header badge (admin pages only).
+    /// Unread open notifications, for the header badge (admin pages only).
     pub open_notifications: i64,
     pub nav: Vec<NavItem>,
     pub flashes: Vec<Flash>,
@@ -79,7 +79,7 @@ impl PageCtx {
     ) -> anyhow::Result<Self> {
         let mut ctx = Self::public(session, title)?;
         ctx.admin_name = Some(admin.username.clone());
-        ctx.open_notifications = crate::notifications::repo::count_open(&state.db.pool).await?;
+        ctx.open_notifications = crate::notifications::repo::count_unread(&state.db.pool).await?;
         let mut last_group = "";
         ctx.nav = NAV
             .iter()
