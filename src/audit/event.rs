@@ -16,6 +16,8 @@ pub enum AuditAction {
     Logout,
     EntraSourceSaved,
     SyncRequested,
+    RemovalsApplied,
+    RemovalsDiscarded,
 }
 
 impl AuditAction {
@@ -30,6 +32,8 @@ impl AuditAction {
             Self::Logout => "auth.logout",
             Self::EntraSourceSaved => "settings.entra_source_saved",
             Self::SyncRequested => "sync.requested",
+            Self::RemovalsApplied => "sync.removals_applied",
+            Self::RemovalsDiscarded => "sync.removals_discarded",
         }
     }
 
@@ -44,6 +48,8 @@ impl AuditAction {
             "auth.logout" => "Signed out",
             "settings.entra_source_saved" => "Entra ID User Source saved",
             "sync.requested" => "Sync requested",
+            "sync.removals_applied" => "Held removals applied",
+            "sync.removals_discarded" => "Held removals discarded",
             other => other,
         }
     }

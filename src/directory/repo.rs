@@ -550,3 +550,188 @@ pub async fn count_missing_custom<'e>(
     .fetch_one(ex)
     .await
 }
+
+// ---- deletion safety: removals found by a round, applied at its end or held ----
+
+/// Records removals a round found (pending until the round finishes).
+pub async fn add_pending_removals(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: &str,
+    removals: &[(String, &str)],
+    now: Millis,
+) -> sqlx::Result<()> {
+    for chunk in removals.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| row_placeholders(4 + i * 2, 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO user_removals (external_id, reason, source_id, run_id, status, created_at) \
+             SELECT v.*, $1, $2, 'pending', $3 FROM (VALUES {}) AS v WHERE true \
+             ON CONFLICT (source_id, external_id) DO UPDATE SET run_id = excluded.run_id, \
+             reason = excluded.reason, status = 'pending', created_at = excluded.created_at",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(source_id).bind(run_id).bind(now);
+        for (id, reason) in chunk {
+            q = q.bind(id).bind(*reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A user seen again is no longer to be removed (pending or held).
+pub async fn forget_removals(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    external_ids: &[String],
+) -> sqlx::Result<()> {
+    for chunk in external_ids.chunks(4 * ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "DELETE FROM user_removals WHERE source_id = $1 AND external_id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(source_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// After a completed full round: every active user it did not see becomes a pending removal.
+pub async fn add_unseen_as_pending<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO user_removals (source_id, external_id, run_id, reason, status, created_at) \
+         SELECT source_id, external_id, $2, $3, 'pending', $4 FROM directory_users \
+         WHERE source_id = $1 AND not_synced_at IS NULL AND (last_seen_run IS NULL OR last_seen_run <> $2) \
+         ON CONFLICT (source_id, external_id) DO UPDATE SET run_id = excluded.run_id, status = 'pending'",
+    )
+    .bind(source_id)
+    .bind(run_id)
+    .bind(reason)
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Removals of `status` for `run_id` (or any run when `None`) that would change an active user.
+pub async fn count_removals<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: Option<&str>,
+    status: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_removals r JOIN directory_users u \
+         ON u.source_id = r.source_id AND u.external_id = r.external_id \
+         WHERE r.source_id = $1 AND ($2 IS NULL OR r.run_id = $2) AND r.status = $3 AND u.not_synced_at IS NULL",
+    )
+    .bind(source_id)
+    .bind(run_id)
+    .bind(status)
+    .fetch_one(ex)
+    .await
+}
+
+/// Applies removals of `status` (for `run_id`, or all): marks those users not synced with the recorded
+/// reason, then forgets the removals. Returns how many users changed.
+pub async fn apply_removals(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: Option<&str>,
+    status: &str,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    let done = sqlx::query(
+        "UPDATE directory_users SET not_synced_at = $1, not_synced_reason = (SELECT r.reason FROM user_removals r \
+         WHERE r.source_id = directory_users.source_id AND r.external_id = directory_users.external_id) \
+         WHERE source_id = $2 AND not_synced_at IS NULL AND external_id IN (SELECT external_id FROM user_removals \
+         WHERE source_id = $2 AND ($3 IS NULL OR run_id = $3) AND status = $4)",
+    )
+    .bind(now)
+    .bind(source_id)
+    .bind(run_id)
+    .bind(status)
+    .execute(&mut *conn)
+    .await?;
+    discard_removals(&mut *conn, source_id, run_id, status).await?;
+    Ok(i64::try_from(done.rows_affected()).unwrap_or(0))
+}
+
+pub async fn discard_removals(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: Option<&str>,
+    status: &str,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query("DELETE FROM user_removals WHERE source_id = $1 AND ($2 IS NULL OR run_id = $2) AND status = $3")
+        .bind(source_id)
+        .bind(run_id)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+/// Holds this round's pending removals for an admin's decision.
+pub async fn hold_removals<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    run_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE user_removals SET status = 'held' WHERE source_id = $1 AND run_id = $2 AND status = 'pending'")
+        .bind(source_id)
+        .bind(run_id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Pending removals left by rounds that did not finish are dropped (their rounds replay them).
+pub async fn drop_stale_pending<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM user_removals WHERE source_id = $1 AND status = 'pending'")
+            .bind(source_id)
+            .execute(ex)
+            .await?
+            .rows_affected(),
+    )
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct HeldRemoval {
+    pub upn: String,
+    pub display_name: String,
+    pub reason: String,
+}
+
+/// A preview of held removals (active users only).
+pub async fn list_held<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<HeldRemoval>> {
+    sqlx::query_as(
+        "SELECT u.upn, u.display_name, r.reason FROM user_removals r JOIN directory_users u \
+         ON u.source_id = r.source_id AND u.external_id = r.external_id \
+         WHERE r.source_id = $1 AND r.status = 'held' AND u.not_synced_at IS NULL ORDER BY u.upn_lower LIMIT $2",
+    )
+    .bind(source_id)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}

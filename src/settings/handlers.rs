@@ -84,6 +84,8 @@ fn parse_form(pairs: &[(String, String)]) -> (EntraForm, String) {
             "apple_id" => apple.clone_from(v),
             "apple_id_source" => apple_source.clone_from(v),
             "apple_id_subdomain" => f.apple_id_subdomain = true,
+            "removal_guard_percent" => f.removal_guard_percent.clone_from(v),
+            "removal_guard_min" => f.removal_guard_min.clone_from(v),
             "attr_name" => names.push(v.clone()),
             "attr_property" => props.push(v.clone()),
             "action" => action.clone_from(v),

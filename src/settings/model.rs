@@ -174,6 +174,10 @@ pub struct EntraSettings {
     pub apple_id_mode: AppleIdMode,
     pub apple_id_subdomain: bool,
     pub custom_attributes: Vec<CustomAttribute>,
+    /// Deletion safety: a round that would mark more than this share of users not synced (percent) …
+    pub removal_guard_percent: i64,
+    /// … and at least this many, holds those removals for an admin's decision.
+    pub removal_guard_min: i64,
 }
 
 impl EntraSettings {
@@ -258,6 +262,8 @@ pub struct EntraForm {
     pub graph_url: String,
     pub apple_id_mode: String,
     pub apple_id_subdomain: bool,
+    pub removal_guard_percent: String,
+    pub removal_guard_min: String,
     pub attributes: Vec<AttributeRow>,
 }
 
@@ -452,6 +458,30 @@ impl EntraForm {
                 None
             }
         };
+        let guard_percent = self
+            .removal_guard_percent
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|p| (1..=100).contains(p));
+        if guard_percent.is_none() {
+            e.fields.insert(
+                "removal_guard_percent",
+                "Enter a whole percentage from 1 to 100.".into(),
+            );
+        }
+        let guard_min = self
+            .removal_guard_min
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n));
+        if guard_min.is_none() {
+            e.fields.insert(
+                "removal_guard_min",
+                "Enter a number of users from 1 to 1,000,000.".into(),
+            );
+        }
         let apple = AppleIdMode::parse(&self.apple_id_mode);
         if apple.is_none() {
             e.fields
@@ -504,6 +534,8 @@ impl EntraForm {
                 apple_id_mode: apple,
                 apple_id_subdomain: self.apple_id_subdomain,
                 custom_attributes: attrs,
+                removal_guard_percent: guard_percent.unwrap_or(10),
+                removal_guard_min: guard_min.unwrap_or(20),
             }),
             _ => Err(e),
         }
@@ -528,6 +560,8 @@ mod tests {
             graph_url: String::new(),
             apple_id_mode: "email".into(),
             apple_id_subdomain: true,
+            removal_guard_percent: "10".into(),
+            removal_guard_min: "20".into(),
             attributes: vec![
                 AttributeRow {
                     name: "costCenter".into(),

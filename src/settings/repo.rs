@@ -20,6 +20,8 @@ struct SourceRow {
     graph_url: Option<String>,
     apple_id_mode: String,
     apple_id_subdomain: i64,
+    removal_guard_percent: i64,
+    removal_guard_min: i64,
     custom_attributes: String,
     sync_requested_at: Option<i64>,
     users_delta_link: Option<String>,
@@ -71,6 +73,8 @@ impl TryFrom<SourceRow> for StoredSource {
                 cloud,
                 apple_id_mode: AppleIdMode::parse(&r.apple_id_mode).unwrap_or(AppleIdMode::None),
                 apple_id_subdomain: r.apple_id_subdomain != 0,
+                removal_guard_percent: r.removal_guard_percent,
+                removal_guard_min: r.removal_guard_min,
                 custom_attributes: attrs,
             },
             client_secret_sealed: r.client_secret_sealed,
@@ -85,7 +89,7 @@ impl TryFrom<SourceRow> for StoredSource {
 }
 
 const COLS: &str = "id, name, enabled, sync_interval_minutes, auto_invite, tenant_id, client_id, client_secret_sealed, \
-     cloud, authority_url, graph_url, apple_id_mode, apple_id_subdomain, custom_attributes, sync_requested_at, \
+     cloud, authority_url, graph_url, apple_id_mode, apple_id_subdomain, removal_guard_percent, removal_guard_min, custom_attributes, sync_requested_at, \
      users_delta_link, groups_delta_link, delta_links_at, delta_select, updated_at";
 
 pub async fn find_source<'e>(
@@ -115,15 +119,16 @@ pub async fn upsert_source<'e>(
     sqlx::query(
         "INSERT INTO user_sources (id, kind, name, enabled, sync_interval_minutes, auto_invite, tenant_id, client_id, \
          client_secret_sealed, cloud, authority_url, graph_url, apple_id_mode, apple_id_subdomain, custom_attributes, \
-         created_at, updated_at) \
-         VALUES ($1, 'entra_id', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+         removal_guard_percent, removal_guard_min, created_at, updated_at) \
+         VALUES ($1, 'entra_id', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, enabled = excluded.enabled, \
          sync_interval_minutes = excluded.sync_interval_minutes, auto_invite = excluded.auto_invite, \
          tenant_id = excluded.tenant_id, client_id = excluded.client_id, \
          client_secret_sealed = COALESCE(excluded.client_secret_sealed, user_sources.client_secret_sealed), \
          cloud = excluded.cloud, authority_url = excluded.authority_url, graph_url = excluded.graph_url, \
          apple_id_mode = excluded.apple_id_mode, apple_id_subdomain = excluded.apple_id_subdomain, \
-         custom_attributes = excluded.custom_attributes, updated_at = excluded.updated_at",
+         custom_attributes = excluded.custom_attributes, removal_guard_percent = excluded.removal_guard_percent, \
+         removal_guard_min = excluded.removal_guard_min, updated_at = excluded.updated_at",
     )
     .bind(id)
     .bind(&s.name)
@@ -139,6 +144,8 @@ pub async fn upsert_source<'e>(
     .bind(s.apple_id_mode.key())
     .bind(crate::db::flag(s.apple_id_subdomain))
     .bind(serde_json::to_string(&s.custom_attributes)?)
+    .bind(s.removal_guard_percent)
+    .bind(s.removal_guard_min)
     .bind(now)
     .execute(ex)
     .await?;

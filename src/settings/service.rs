@@ -22,6 +22,8 @@ pub fn form_from(stored: Option<&StoredSource>) -> EntraForm {
             sync_interval: "60".into(),
             cloud: "global".into(),
             apple_id_mode: "none".into(),
+            removal_guard_percent: "10".into(),
+            removal_guard_min: "20".into(),
             attributes: vec![AttributeRow::default()],
             ..EntraForm::default()
         };
@@ -54,6 +56,8 @@ pub fn form_from(stored: Option<&StoredSource>) -> EntraForm {
         graph_url,
         apple_id_mode: s.apple_id_mode.key().into(),
         apple_id_subdomain: s.apple_id_subdomain,
+        removal_guard_percent: s.removal_guard_percent.to_string(),
+        removal_guard_min: s.removal_guard_min.to_string(),
         attributes,
     }
 }
@@ -73,6 +77,8 @@ fn audit_view(s: &EntraSettings) -> Value {
         "apple_id_mode": s.apple_id_mode.key(),
         "apple_id_subdomain": s.apple_id_subdomain,
         "custom_attributes": s.custom_attributes,
+        "removal_guard_percent": s.removal_guard_percent,
+        "removal_guard_min": s.removal_guard_min,
     })
 }
 

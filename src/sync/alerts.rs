@@ -18,6 +18,7 @@ pub const THROTTLED: &str = "entra_throttled";
 pub const FAILED: &str = "entra_sync_failed";
 pub const ATTRIBUTES_ALL: &str = "entra_attributes_all";
 pub const ATTRIBUTES_SOME: &str = "entra_attributes_some";
+pub const REMOVALS_HELD: &str = "entra_removals_held";
 
 const SETTINGS_HREF: &str = "/admin/azure/entra-user-source";
 
@@ -211,5 +212,49 @@ async fn check_attributes(
         ..note(ATTRIBUTES_SOME, source_id, run_id, Severity::Warning)
     };
     notes::raise(&db.pool, &n, now).await?;
+    Ok(())
+}
+
+/// The deletion safety held removals: say how many, show who, and point at the decision.
+pub async fn removals_held<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    source_id: &str,
+    run_id: &str,
+    held: i64,
+    active: i64,
+    preview: &[dir::HeldRemoval],
+    now: Millis,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = preview
+        .iter()
+        .map(|p| format!("{} ({})", p.display_name, p.upn))
+        .collect();
+    let more = held - i64::try_from(preview.len()).unwrap_or(0);
+    let n = NewNotification {
+        title: format!("Sync held the removal of {held} users"),
+        body: format!(
+            "A sync round would mark {held} of {active} users \"Not synced\" at once, more than the deletion safety \
+             allows, so those removals were held; everything else in the round was applied. Among them: {}{}.",
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+        action_text: "If these users really left Entra ID, choose Apply removals on the Sync page; if not (for example \
+                      after a permission or filter change), fix the cause and choose Discard."
+            .into(),
+        action_href: Some("/admin/sync#held-removals".into()),
+        details: json!({ "held": held, "active": active }),
+        ..note(REMOVALS_HELD, source_id, run_id, Severity::Warning)
+    };
+    notes::raise(ex, &n, now).await?;
+    Ok(())
+}
+
+/// After Apply or Discard: the held removals are gone, so is the notification.
+pub async fn removals_decided<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    source_id: &str,
+    now: Millis,
+) -> anyhow::Result<()> {
+    notes::resolve(ex, &key(REMOVALS_HELD, source_id), now).await?;
     Ok(())
 }

@@ -21,7 +21,9 @@ use crate::web::{AppState, RequestMeta, Routes};
 
 pub fn configure(r: &mut Routes<'_>) {
     r.get("/admin/sync", show_sync)
-        .post("/admin/sync/run", request_sync);
+        .post("/admin/sync/run", request_sync)
+        .post("/admin/sync/removals/apply", apply_held_removals)
+        .post("/admin/sync/removals/discard", discard_held_removals);
 }
 
 pub struct RunView {
@@ -117,6 +119,9 @@ pub struct SyncPage {
     pub interval: String,
     pub running: Option<RunView>,
     pub runs: Vec<RunView>,
+    /// Users whose removal the deletion safety holds, and a preview of them.
+    pub held: i64,
+    pub held_preview: Vec<crate::directory::repo::HeldRemoval>,
 }
 
 async fn show_sync(
@@ -157,6 +162,10 @@ async fn show_sync(
             .unwrap_or_default(),
         running,
         runs,
+        held: crate::directory::repo::count_removals(&state.db.pool, ENTRA_SOURCE_ID, None, "held")
+            .await?,
+        held_preview: crate::directory::repo::list_held(&state.db.pool, ENTRA_SOURCE_ID, 20)
+            .await?,
     };
     render(&page, StatusCode::OK)
 }
@@ -209,5 +218,73 @@ async fn request_sync(
         Level::Success,
         "Sync requested. It starts within a few seconds; this page shows its progress.",
     );
+    Ok(see_other("/admin/sync"))
+}
+
+/// "Apply removals": the held users are marked not synced, with the reason the round recorded.
+async fn apply_held_removals(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: AdminSession,
+    meta: RequestMeta,
+) -> AppResult<HttpResponse> {
+    decide_held(&state, &session, &admin, &meta, true).await
+}
+
+/// "Discard": the held removals are forgotten; the users stay synced.
+async fn discard_held_removals(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: AdminSession,
+    meta: RequestMeta,
+) -> AppResult<HttpResponse> {
+    decide_held(&state, &session, &admin, &meta, false).await
+}
+
+async fn decide_held(
+    state: &AppState,
+    session: &Session,
+    admin: &AdminSession,
+    meta: &RequestMeta,
+    apply: bool,
+) -> AppResult<HttpResponse> {
+    use crate::directory::repo as dir;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    let (n, action) = if apply {
+        (
+            dir::apply_removals(&mut tx, ENTRA_SOURCE_ID, None, "held", now).await?,
+            AuditAction::RemovalsApplied,
+        )
+    } else {
+        let held = dir::count_removals(&mut *tx, ENTRA_SOURCE_ID, None, "held").await?;
+        dir::discard_removals(&mut tx, ENTRA_SOURCE_ID, None, "held").await?;
+        (held, AuditAction::RemovalsDiscarded)
+    };
+    audit_repo::insert(
+        &mut *tx,
+        &AuditEvent::new(
+            now,
+            Actor::Admin {
+                id: admin.id.clone(),
+                name: admin.username.clone(),
+            },
+            action,
+        )
+        .target("user_source", ENTRA_SOURCE_ID)
+        .from_request(meta)
+        .details(json!({ "users": n })),
+    )
+    .await?;
+    crate::sync::alerts::removals_decided(&mut *tx, ENTRA_SOURCE_ID, now).await?;
+    tx.commit().await?;
+    let msg = if apply {
+        format!("{n} users marked Not synced.")
+    } else {
+        format!(
+            "Held removals discarded; {n} users stay synced. The next full round checks them again."
+        )
+    };
+    flash::push(session, Level::Success, msg);
     Ok(see_other("/admin/sync"))
 }

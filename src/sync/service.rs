@@ -405,6 +405,8 @@ async fn run_leased(
             "Marked rounds left running by a stopped process as failed."
         );
     }
+    // Removals of rounds that did not finish were never applied; their rounds' replays bring them back.
+    dir::drop_stale_pending(&db.pool, &source.id).await?;
     let previous = repo::last_succeeded(&db.pool, &source.id).await?;
     let select = source.settings.user_select().join(",");
     let mut plan = plan(source, &select, previous.is_some(), now);
@@ -561,10 +563,19 @@ async fn sync_users(
         let now = deps.clock.now_ms();
         let mut tx = db.pool.begin().await?;
         let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
-        for (reason, ids) in group_by_reason(&parsed.removed) {
-            c.users_not_synced +=
-                dir::mark_users_removed(&mut tx, &source.id, &ids, reason, now).await?;
-        }
+        let seen: Vec<String> = parsed
+            .records
+            .iter()
+            .map(|r| r.external_id.clone())
+            .collect();
+        dir::forget_removals(&mut tx, &source.id, &seen).await?;
+        // Removals wait for the end of the round: the deletion safety decides there.
+        let removals: Vec<(String, &str)> = parsed
+            .removed
+            .iter()
+            .map(|(id, why)| (id.clone(), *why))
+            .collect();
+        dir::add_pending_removals(&mut tx, &source.id, run_id, &removals, now).await?;
         c.pages += 1;
         c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
         c.users_added += up.added;
@@ -640,12 +651,33 @@ async fn finish(
             "No longer returned by Entra ID (full sync of {})",
             format_ms(now)
         );
-        c.users_not_synced +=
-            dir::mark_unseen(&mut *tx, "directory_users", &source.id, run_id, &why, now).await?;
+        dir::add_unseen_as_pending(&mut *tx, &source.id, run_id, &why, now).await?;
         c.groups_not_synced +=
             dir::mark_unseen(&mut *tx, "directory_groups", &source.id, run_id, &why, now).await?;
         c.memberships_removed +=
             dir::delete_unseen_memberships(&mut *tx, &source.id, run_id).await?;
+    }
+    // Deletion safety: too many removals at once are held for an admin; the rest of the round applies.
+    let removals = dir::count_removals(&mut *tx, &source.id, Some(run_id), "pending").await?;
+    let active = dir::count_active_users(&mut *tx, &source.id).await?;
+    let s = &source.settings;
+    if removals >= s.removal_guard_min && removals * 100 > active * s.removal_guard_percent {
+        dir::hold_removals(&mut *tx, &source.id, run_id).await?;
+        let preview = dir::list_held(&mut *tx, &source.id, 10).await?;
+        let held = dir::count_removals(&mut *tx, &source.id, None, "held").await?;
+        crate::sync::alerts::removals_held(
+            &mut *tx, &source.id, run_id, held, active, &preview, now,
+        )
+        .await?;
+        tracing::warn!(
+            run_id,
+            held,
+            active,
+            "Deletion safety held this round's removals for an admin's decision."
+        );
+    } else {
+        c.users_not_synced +=
+            dir::apply_removals(&mut tx, &source.id, Some(run_id), "pending", now).await?;
     }
     let links_ok = users_delta.is_some() && groups_delta.is_some();
     settings_repo::store_delta_links(
@@ -726,6 +758,8 @@ mod tests {
                 name: "badge".into(),
                 property: "onPremisesExtensionAttributes.extensionAttribute7".into(),
             }],
+            removal_guard_percent: 10,
+            removal_guard_min: 20,
         }
     }
 

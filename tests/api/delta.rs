@@ -236,3 +236,115 @@ async fn attributes_that_do_not_come_back_raise_all_or_some() {
     );
     assert!(html.contains("data-test=\"missing-filter\""));
 }
+
+async fn active_users(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn deletion_safety_holds_mass_removals_until_applied() {
+    let (app, emu) = app_with_tenant(100, 3, 50).await;
+    round(&app).await.unwrap();
+    let t = emu.truth();
+    for u in &t.users[..30] {
+        emu.mutate(Mutation::HardDeleteUser(u.id.clone()));
+    }
+    emu.mutate(Mutation::UpdateUser {
+        id: t.users[50].id.clone(),
+        patch: serde_json::json!({"department": "Moved"}),
+    });
+    let s = round(&app).await.unwrap();
+    assert_eq!(s.counters.users_not_synced, 0, "held, not applied");
+    assert_eq!(active_users(&app).await, 100);
+    let dept: Option<String> =
+        sqlx::query_scalar("SELECT department FROM directory_users WHERE external_id = $1")
+            .bind(&t.users[50].id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        dept.as_deref(),
+        Some("Moved"),
+        "the rest of the round applied"
+    );
+    let open = open_notifications(&app).await;
+    let held = open
+        .iter()
+        .find(|(k, _, _)| k == "entra_removals_held")
+        .expect("raised");
+    assert_eq!(held.1, "Sync held the removal of 30 users");
+    assert!(
+        held.2.contains(&t.users[0].user_principal_name) || held.2.contains("Among them"),
+        "preview: {}",
+        held.2
+    );
+    let page = app.get_html("/admin/sync").await;
+    assert!(page.contains("data-test=\"held-removals\" data-count=\"30\""));
+
+    let resp = app.post_form("/admin/sync/removals/apply", &[]).await;
+    crate::helpers::assert_redirect_to(&resp, "/admin/sync");
+    assert_eq!(active_users(&app).await, 70);
+    let why: String =
+        sqlx::query_scalar("SELECT not_synced_reason FROM directory_users WHERE external_id = $1")
+            .bind(&t.users[0].id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert!(why.contains("Permanently deleted"), "{why}");
+    assert!(
+        open_notifications(&app)
+            .await
+            .iter()
+            .all(|(k, _, _)| k != "entra_removals_held"),
+        "resolved"
+    );
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"sync.removals_applied".to_owned())
+    );
+    assert_matches_truth(&app, &emu).await;
+}
+
+#[tokio::test]
+async fn deletion_safety_discard_keeps_users_and_small_removals_apply_directly() {
+    let (app, emu) = app_with_tenant(100, 3, 50).await;
+    round(&app).await.unwrap();
+    let t = emu.truth();
+    // A full round that no longer sees 25 users (e.g. a filter change in Entra ID).
+    for u in &t.users[..25] {
+        emu.mutate(Mutation::HardDeleteUser(u.id.clone()));
+    }
+    sqlx::query("UPDATE user_sources SET delta_links_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    assert_eq!(active_users(&app).await, 100);
+    let resp = app.post_form("/admin/sync/removals/discard", &[]).await;
+    crate::helpers::assert_redirect_to(&resp, "/admin/sync");
+    assert_eq!(
+        active_users(&app).await,
+        100,
+        "discarded: the users stay synced"
+    );
+    assert_eq!(app.count("user_removals").await, 0);
+    assert!(
+        !app.get_html("/admin/sync")
+            .await
+            .contains("data-test=\"held-removals\"")
+    );
+
+    // Under the threshold (5 of 100): applied at once.
+    let mut emu_small = emu.truth().users.clone();
+    emu_small.truncate(5);
+    for u in &emu_small {
+        emu.mutate(Mutation::HardDeleteUser(u.id.clone()));
+    }
+    let s = round(&app).await.unwrap();
+    assert_eq!(s.counters.users_not_synced, 5, "{:?}", s.counters);
+    assert_eq!(active_users(&app).await, 95);
+}

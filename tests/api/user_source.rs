@@ -21,6 +21,8 @@ pub fn valid_form(graph: &str, secret: &str) -> Vec<(String, String)> {
         ("apple_id", "pattern"),
         ("apple_id_source", "email"),
         ("apple_id_subdomain", "on"),
+        ("removal_guard_percent", "10"),
+        ("removal_guard_min", "20"),
         ("attr_name", "badge"),
         (
             "attr_property",
