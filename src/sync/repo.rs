@@ -181,21 +181,20 @@ pub async fn finish_run<'e>(
     Ok(())
 }
 
-/// Rounds left "running" by a process that stopped (no heartbeat since `stale_before`) become failed.
+/// Rounds still "running" when a new round holds the lease were left by a process that stopped: only the
+/// lease holder runs a round, so they are failed.
 pub async fn fail_abandoned_runs<'e>(
     ex: impl Executor<'e, Database = Any>,
     source_id: &str,
-    stale_before: Millis,
     now: Millis,
 ) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "UPDATE sync_runs SET status = 'failed', phase = 'done', finished_at = $1, \
          error = 'Interrupted: the process running this round stopped before it finished.' \
-         WHERE source_id = $2 AND status = 'running' AND heartbeat_at < $3",
+         WHERE source_id = $2 AND status = 'running'",
     )
     .bind(now)
     .bind(source_id)
-    .bind(stale_before)
     .execute(ex)
     .await?
     .rows_affected())

@@ -397,8 +397,7 @@ async fn run_leased(
 ) -> Result<RoundSummary, SyncError> {
     let db = deps.db;
     let now = deps.clock.now_ms();
-    let abandoned =
-        repo::fail_abandoned_runs(&db.pool, &source.id, now - 2 * deps.sync.lease_ms, now).await?;
+    let abandoned = repo::fail_abandoned_runs(&db.pool, &source.id, now).await?;
     if abandoned > 0 {
         tracing::warn!(
             count = abandoned,

@@ -246,3 +246,100 @@ async fn sync_once_runs_one_round_and_reports_failures() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error:"), "{stderr}");
 }
+
+/// `kill -9` during a round: nothing half-written, the lease keeps others out until it expires, and the
+/// next round converges to the emulator's truth with nothing lost or duplicated.
+#[tokio::test]
+async fn a_round_killed_mid_way_is_recovered_by_the_next() {
+    let (app, emu) = crate::sync::app_with_tenant(3000, 30, 4000).await;
+    // Slow pages: the kill lands in the middle of the users phase.
+    emu.push_fault(graph_emulator::FaultRule {
+        endpoint: graph_emulator::Endpoint::UsersDelta,
+        skip: 3,
+        times: 50,
+        fault: graph_emulator::Fault::Hang(Duration::from_millis(300)),
+    });
+    let mut child = roster(&app.data_dir, &app.database_url)
+        .args(["sync", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some pages are committed, then kill without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pages: Option<i64> = sqlx::query_scalar("SELECT MAX(pages) FROM sync_runs")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        if pages.unwrap_or(0) >= 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the round did not make progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ok = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let _ = child.wait();
+    let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM directory_users")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        partial > 0 && partial < 3000,
+        "committed pages stay: {partial}"
+    );
+    let links: Option<String> = sqlx::query_scalar("SELECT users_delta_link FROM user_sources")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(links.is_none(), "no delta link past uncommitted work");
+
+    // The dead process's lease still holds the source.
+    emu.clear_faults();
+    let out = roster(&app.data_dir, &app.database_url)
+        .args(["sync", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lease"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Once it expires (a minute; moved forward here), the next round takes over and converges.
+    sqlx::query("UPDATE sync_leases SET expires_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let out = roster(&app.data_dir, &app.database_url)
+        .args(["sync", "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::sync::assert_matches_truth(&app, &emu).await;
+    let dupes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT external_id FROM directory_users GROUP BY external_id HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(dupes, 0);
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM sync_runs ORDER BY started_at")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        vec!["failed".to_owned(), "succeeded".to_owned()],
+        "the killed round is marked failed"
+    );
+}

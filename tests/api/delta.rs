@@ -348,3 +348,136 @@ async fn deletion_safety_discard_keeps_users_and_small_removals_apply_directly()
     assert_eq!(s.counters.users_not_synced, 5, "{:?}", s.counters);
     assert_eq!(active_users(&app).await, 95);
 }
+
+#[tokio::test]
+async fn a_fault_storm_removes_nobody_by_mistake() {
+    let (app, emu) = app_with_tenant(400, 6, 500).await;
+    round(&app).await.unwrap();
+    emu.set_mode(Mode::ShortPages);
+    for (endpoint, fault) in [
+        (
+            Endpoint::UsersDelta,
+            Fault::TooManyRequests { retry_after: None },
+        ),
+        (
+            Endpoint::UsersDelta,
+            Fault::ServiceUnavailable { retry_after: None },
+        ),
+        (Endpoint::GroupsDelta, Fault::MalformedJson),
+        (Endpoint::GroupsDelta, Fault::GatewayTimeoutEmpty),
+        (Endpoint::UsersDelta, Fault::ResetConnection),
+    ] {
+        emu.push_fault(FaultRule {
+            endpoint,
+            skip: 0,
+            times: 1,
+            fault,
+        });
+    }
+    // A full round through the storm (old links), then a delta round through another.
+    sqlx::query("UPDATE user_sources SET delta_links_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(round(&app).await.unwrap().counters.users_not_synced, 0);
+    emu.push_fault(FaultRule {
+        endpoint: Endpoint::GroupsDelta,
+        skip: 0,
+        times: 2,
+        fault: Fault::InternalError,
+    });
+    assert_eq!(round(&app).await.unwrap().counters.users_not_synced, 0);
+    // A storm beyond the retry budget fails the round, still without removals.
+    emu.push_fault(FaultRule {
+        endpoint: Endpoint::UsersDelta,
+        skip: 0,
+        times: 20,
+        fault: Fault::TooManyRequests { retry_after: None },
+    });
+    sqlx::query("UPDATE user_sources SET delta_links_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(round(&app).await.is_err());
+    let not_synced: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NOT NULL")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(not_synced, 0, "zero false removals");
+    let open = open_notifications(&app).await;
+    assert!(
+        open.iter().any(|(k, _, _)| k == "entra_throttled"),
+        "throttling beyond the budget is reported: {open:?}"
+    );
+    emu.clear_faults();
+    round(&app).await.unwrap();
+    assert!(
+        open_notifications(&app)
+            .await
+            .iter()
+            .all(|(k, _, _)| k != "entra_throttled")
+    );
+    assert_matches_truth(&app, &emu).await;
+}
+
+/// The "done when": 10,000 users stay exact through a scripted series of changes and faults.
+#[tokio::test]
+async fn ten_thousand_users_stay_exact_through_changes_and_faults() {
+    let (app, emu) = app_with_tenant(10_000, 150, 20_000).await;
+    round(&app).await.unwrap();
+    assert_matches_truth(&app, &emu).await;
+    let mut next = 0usize;
+    for step in 0..4 {
+        let t = emu.truth();
+        for i in 0..40 {
+            let u = &t.users[(next + i * 97) % t.users.len()];
+            match (step + i) % 5 {
+                0 => emu.mutate(Mutation::UpdateUser {
+                    id: u.id.clone(),
+                    patch: serde_json::json!({"jobTitle": format!("Title {step}-{i}")}),
+                }),
+                1 => emu.mutate(Mutation::SoftDeleteUser(u.id.clone())),
+                2 => emu.mutate(Mutation::HardDeleteUser(u.id.clone())),
+                3 => emu.mutate(Mutation::AddUser(User::new(
+                    "",
+                    format!("step{step}.user{i}@contoso.example"),
+                    format!("Step {step} User {i}"),
+                ))),
+                _ => emu.mutate(Mutation::AddMember {
+                    group_id: t.groups[i % t.groups.len()].id.clone(),
+                    kind: MemberKind::User,
+                    member_id: u.id.clone(),
+                }),
+            }
+        }
+        for u in &t.soft_deleted_users {
+            if next % 2 == 0 {
+                emu.mutate(Mutation::RestoreUser(u.clone()));
+            }
+        }
+        next += 13;
+        emu.push_fault(FaultRule {
+            endpoint: Endpoint::UsersDelta,
+            skip: 1,
+            times: 1,
+            fault: Fault::ServiceUnavailable { retry_after: None },
+        });
+        emu.push_fault(FaultRule {
+            endpoint: Endpoint::GroupsDelta,
+            skip: 0,
+            times: 1,
+            fault: Fault::TooManyRequests { retry_after: None },
+        });
+        if step == 2 {
+            emu.push_fault(FaultRule {
+                endpoint: Endpoint::UsersDelta,
+                skip: 0,
+                times: 1,
+                fault: Fault::SyncStateNotFound,
+            });
+        }
+        round(&app).await.unwrap();
+        assert_matches_truth(&app, &emu).await;
+    }
+}
