@@ -452,7 +452,7 @@ async fn ten_thousand_users_stay_exact_through_changes_and_faults() {
             }
         }
         for u in &t.soft_deleted_users {
-            if next % 2 == 0 {
+            if next.is_multiple_of(2) {
                 emu.mutate(Mutation::RestoreUser(u.clone()));
             }
         }
