@@ -118,3 +118,43 @@ async fn a_browser_sets_up_entra_id_tests_the_connection_and_syncs() {
     .unwrap();
     crate::sync::assert_matches_truth(&app, &emu).await;
 }
+
+#[tokio::test]
+async fn a_browser_sees_sync_problems_and_applies_held_removals() {
+    let (app, emu) = crate::sync::app_with_tenant(100, 3, 50).await;
+    crate::sync::round(&app).await.unwrap();
+    // One failed round (unreachable) and one that holds 30 removals.
+    emu.pause().await;
+    assert!(crate::sync::round(&app).await.is_err());
+    emu.resume().await.unwrap();
+    for u in &emu.truth().users[..30] {
+        emu.mutate(graph_emulator::Mutation::HardDeleteUser(u.id.clone()));
+    }
+    emu.push_fault(graph_emulator::FaultRule {
+        endpoint: graph_emulator::Endpoint::Token,
+        skip: 0,
+        times: 1,
+        fault: graph_emulator::Fault::ExpiredToken,
+    });
+    assert!(
+        crate::sync::round(&app).await.is_err(),
+        "sign-in refused once"
+    );
+    // A successful round resolves those and holds the 30 removals.
+    let held = crate::sync::round(&app).await.unwrap();
+    assert_eq!(held.counters.users_not_synced, 0);
+    // Raise "unreachable" again so the page shows it beside the held removals.
+    emu.pause().await;
+    assert!(crate::sync::round(&app).await.is_err());
+    emu.resume().await.unwrap();
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_browser_script("sync_problems.mjs", &[&address]))
+        .await
+        .unwrap();
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 70);
+}
