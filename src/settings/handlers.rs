@@ -26,11 +26,13 @@ async fn page(
     state: &AppState,
     session: &Session,
     admin: &AdminSession,
-    form: EntraForm,
+    mut form: EntraForm,
     errors: FieldErrors,
     rows: &[crate::settings::model::AttributeRowErrors],
     test: Option<TestView>,
 ) -> AppResult<UserSourcePage> {
+    // A secret is never sent back to the browser, whatever the form held.
+    form.client_secret.clear();
     let stored = repo::find_source(&state.db.pool, ENTRA_SOURCE_ID).await?;
     let has_secret = stored
         .as_ref()
@@ -113,32 +115,26 @@ async fn submit_user_source(
     body: web::Form<Vec<(String, String)>>,
 ) -> AppResult<HttpResponse> {
     let (mut form, action) = parse_form(&body);
-    if action == "add_attribute" {
-        form.attributes.push(AttributeRow::default());
-        form.client_secret.clear();
-        let p = page(
-            &state,
-            &session,
-            &admin,
-            form,
-            FieldErrors::new(),
-            &[],
-            None,
-        )
-        .await?;
-        return render(&p, StatusCode::OK);
-    }
-    if let Some(i) = action
-        .strip_prefix("remove_attribute:")
-        .and_then(|i| i.parse::<usize>().ok())
-    {
-        if i < form.attributes.len() {
-            form.attributes.remove(i);
+    // "Add Custom Attribute" and "Remove" edit the rows and show the form again, saving nothing.
+    let row_edit = if action == "add_attribute" {
+        Some(None)
+    } else {
+        action
+            .strip_prefix("remove_attribute:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .map(Some)
+    };
+    if let Some(edit) = row_edit {
+        match edit {
+            None => form.attributes.push(AttributeRow::default()),
+            Some(i) if i < form.attributes.len() => {
+                form.attributes.remove(i);
+            }
+            Some(_) => {}
         }
         if form.attributes.is_empty() {
             form.attributes.push(AttributeRow::default());
         }
-        form.client_secret.clear();
         let p = page(
             &state,
             &session,
@@ -156,7 +152,6 @@ async fn submit_user_source(
         let secret = service::secret_for_test(&form, stored.as_ref(), &state.master_key);
         let outcome = match form.validate(secret.is_some()) {
             Err(e) => {
-                form.client_secret.clear();
                 let p = page(&state, &session, &admin, form, e.fields, &e.rows, None).await?;
                 return render(&p, StatusCode::UNPROCESSABLE_ENTITY);
             }
@@ -168,7 +163,6 @@ async fn submit_user_source(
             },
         };
         tracing::info!(outcome = ?std::mem::discriminant(&outcome), "Tested the Entra ID connection.");
-        form.client_secret.clear();
         let p = page(
             &state,
             &session,
@@ -205,7 +199,6 @@ async fn submit_user_source(
             Ok(see_other(PATH))
         }
         Err(SaveError::Invalid(e)) => {
-            form.client_secret.clear();
             let p = page(&state, &session, &admin, form, e.fields, &e.rows, None).await?;
             render(&p, StatusCode::UNPROCESSABLE_ENTITY)
         }
