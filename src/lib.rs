@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod configurations;
 pub mod dashboard;
 pub mod db;
 pub mod directory;

@@ -18,6 +18,14 @@ pub enum AuditAction {
     SyncRequested,
     RemovalsApplied,
     RemovalsDiscarded,
+    ConfigurationCreated,
+    ConfigurationUpdated,
+    ConfigurationDeleted,
+    LocalUserCreated,
+    LocalUserUpdated,
+    LocalUserDisabled,
+    LocalUserEnabled,
+    LocalUserDeleted,
 }
 
 impl AuditAction {
@@ -34,6 +42,14 @@ impl AuditAction {
             Self::SyncRequested => "sync.requested",
             Self::RemovalsApplied => "sync.removals_applied",
             Self::RemovalsDiscarded => "sync.removals_discarded",
+            Self::ConfigurationCreated => "configuration.created",
+            Self::ConfigurationUpdated => "configuration.updated",
+            Self::ConfigurationDeleted => "configuration.deleted",
+            Self::LocalUserCreated => "user.local_created",
+            Self::LocalUserUpdated => "user.local_updated",
+            Self::LocalUserDisabled => "user.local_disabled",
+            Self::LocalUserEnabled => "user.local_enabled",
+            Self::LocalUserDeleted => "user.local_deleted",
         }
     }
 
@@ -50,6 +66,14 @@ impl AuditAction {
             "sync.requested" => "Sync requested",
             "sync.removals_applied" => "Held removals applied",
             "sync.removals_discarded" => "Held removals discarded",
+            "configuration.created" => "Configuration created",
+            "configuration.updated" => "Configuration updated",
+            "configuration.deleted" => "Configuration deleted",
+            "user.local_created" => "Local user created",
+            "user.local_updated" => "Local user updated",
+            "user.local_disabled" => "Local user disabled",
+            "user.local_enabled" => "Local user enabled",
+            "user.local_deleted" => "Local user deleted",
             other => other,
         }
     }

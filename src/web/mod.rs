@@ -37,6 +37,7 @@ pub fn mount(r: &mut Routes<'_>) {
     crate::settings::handlers::configure(r);
     crate::sync::handlers::configure(r);
     crate::directory::handlers::configure(r);
+    crate::configurations::handlers::configure(r);
     crate::notifications::handlers::configure(r);
     crate::audit::handlers::configure(r);
 }

@@ -19,6 +19,7 @@ pub enum Section {
     Sync,
     Users,
     Groups,
+    Configurations,
     Notifications,
     Audit,
 }
@@ -35,6 +36,12 @@ const NAV: &[(Section, &str, &str, &str)] = &[
     (Section::Sync, "Microsoft Azure", "Sync", "/admin/sync"),
     (Section::Users, "Directory", "Users", "/admin/users"),
     (Section::Groups, "Directory", "Groups", "/admin/groups"),
+    (
+        Section::Configurations,
+        "Configurations",
+        "Configurations",
+        "/admin/configurations",
+    ),
     (
         Section::Notifications,
         "Monitoring",
