@@ -117,6 +117,42 @@ pub async fn after_failure(
     Ok(())
 }
 
+/// Users lacking each selected attribute: (attribute, users without a value, custom?), and the active total.
+async fn attribute_gaps(
+    db: &Db,
+    settings: &EntraSettings,
+    source_id: &str,
+) -> anyhow::Result<(i64, Vec<(String, i64, bool)>)> {
+    let total = dir::count_active_users(&db.pool, source_id).await?;
+    let mut missing = Vec::new();
+    for (graph_name, column) in dir::OPTIONAL_COLUMNS {
+        missing.push((
+            (*graph_name).to_owned(),
+            dir::count_missing_column(&db.pool, source_id, column).await?,
+            false,
+        ));
+    }
+    for a in &settings.custom_attributes {
+        missing.push((
+            a.name.clone(),
+            dir::count_missing_custom(&db.pool, source_id, &a.name).await?,
+            true,
+        ));
+    }
+    Ok((total, missing))
+}
+
+/// Whether some selected attribute has no value for any user: it looks dropped (permission, rejected
+/// property), so the next round re-reads everyone instead of only changes, to see whether it came back.
+pub async fn attributes_dropped(
+    db: &Db,
+    settings: &EntraSettings,
+    source_id: &str,
+) -> anyhow::Result<bool> {
+    let (total, gaps) = attribute_gaps(db, settings, source_id).await?;
+    Ok(total > 0 && gaps.iter().any(|(_, n, _)| *n == total))
+}
+
 /// A successful round proves Graph reachable and the credentials good; then checks the attributes.
 pub async fn after_success(
     db: &Db,
@@ -141,7 +177,7 @@ async fn check_attributes(
     run_id: &str,
     now: Millis,
 ) -> anyhow::Result<()> {
-    let total = dir::count_active_users(&db.pool, source_id).await?;
+    let (total, missing) = attribute_gaps(db, settings, source_id).await?;
     let (all_key, some_key) = (
         key(ATTRIBUTES_ALL, source_id),
         key(ATTRIBUTES_SOME, source_id),
@@ -150,21 +186,6 @@ async fn check_attributes(
         notes::resolve(&db.pool, &all_key, now).await?;
         notes::resolve(&db.pool, &some_key, now).await?;
         return Ok(());
-    }
-    let mut missing: Vec<(String, i64, bool)> = Vec::new(); // (attribute, users lacking it, custom?)
-    for (graph_name, column) in dir::OPTIONAL_COLUMNS {
-        missing.push((
-            (*graph_name).to_owned(),
-            dir::count_missing_column(&db.pool, source_id, column).await?,
-            false,
-        ));
-    }
-    for a in &settings.custom_attributes {
-        missing.push((
-            a.name.clone(),
-            dir::count_missing_custom(&db.pool, source_id, &a.name).await?,
-            true,
-        ));
     }
     if missing.iter().all(|(_, n, _)| *n == total) {
         let names: Vec<&str> = missing.iter().map(|(a, _, _)| a.as_str()).collect();

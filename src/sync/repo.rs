@@ -254,6 +254,19 @@ pub async fn get_run<'e>(
         .await
 }
 
+/// When the newest successful full round started.
+pub async fn last_full_started<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+) -> sqlx::Result<Option<Millis>> {
+    sqlx::query_scalar(
+        "SELECT MAX(started_at) FROM sync_runs WHERE source_id = $1 AND kind = 'full' AND status = 'succeeded'",
+    )
+    .bind(source_id)
+    .fetch_one(ex)
+    .await
+}
+
 /// The newest round that succeeded, for progress estimates.
 pub async fn last_succeeded<'e>(
     ex: impl Executor<'e, Database = Any>,

@@ -358,35 +358,56 @@ pub enum Plan {
     Delta { users: String, groups: String },
 }
 
+/// A full round runs at least this often: delta does not track everything (e.g. attributes that start
+/// coming back after a permission fix), and a full round is what marks vanished objects.
+pub const FULL_ROUND_EVERY: Millis = 24 * crate::clock::HOUR;
+
+/// What decides between a delta and a full round, besides the stored links.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanFacts {
+    /// Some round of this source has succeeded before.
+    pub has_succeeded_before: bool,
+    /// When the last successful full round started.
+    pub last_full_at: Option<Millis>,
+    /// Some selected attribute has no value for any user: re-read everyone to see if it came back.
+    pub attributes_missing: bool,
+}
+
 /// Delta when fresh links made with the same `$select` are stored; full otherwise, with the reason.
-pub fn plan(source: &StoredSource, select: &str, has_succeeded_before: bool, now: Millis) -> Plan {
-    match (
+pub fn plan(source: &StoredSource, select: &str, facts: PlanFacts, now: Millis) -> Plan {
+    let (Some(u), Some(g), Some(at)) = (
         &source.users_delta_link,
         &source.groups_delta_link,
         source.delta_links_at,
-    ) {
-        (Some(u), Some(g), Some(at)) => {
-            if source.delta_select.as_deref() != Some(select) {
-                Plan::Full {
-                    reason: "the selected user properties changed since the last round".into(),
-                }
-            } else if now - at >= DELTA_LINK_MAX_AGE {
-                Plan::Full {
-                    reason: "the stored delta links are older than six days".into(),
-                }
-            } else {
-                Plan::Delta {
-                    users: u.clone(),
-                    groups: g.clone(),
-                }
-            }
+    ) else {
+        let reason = if facts.has_succeeded_before {
+            "no delta links are stored"
+        } else {
+            "first sync of this source"
+        };
+        return Plan::Full {
+            reason: reason.into(),
+        };
+    };
+    let full = |reason: &str| Plan::Full {
+        reason: reason.into(),
+    };
+    if source.delta_select.as_deref() != Some(select) {
+        full("the selected user properties changed since the last round")
+    } else if now - at >= DELTA_LINK_MAX_AGE {
+        full("the stored delta links are older than six days")
+    } else if facts
+        .last_full_at
+        .is_none_or(|t| now - t >= FULL_ROUND_EVERY)
+    {
+        full("daily full round (delta queries do not report everything)")
+    } else if facts.attributes_missing {
+        full("an attribute had no value for any user: re-reading every user")
+    } else {
+        Plan::Delta {
+            users: u.clone(),
+            groups: g.clone(),
         }
-        _ if has_succeeded_before => Plan::Full {
-            reason: "no delta links are stored".into(),
-        },
-        _ => Plan::Full {
-            reason: "first sync of this source".into(),
-        },
     }
 }
 
@@ -408,7 +429,17 @@ async fn run_leased(
     dir::drop_stale_pending(&db.pool, &source.id).await?;
     let previous = repo::last_succeeded(&db.pool, &source.id).await?;
     let select = source.settings.user_select().join(",");
-    let mut plan = plan(source, &select, previous.is_some(), now);
+    let facts = PlanFacts {
+        has_succeeded_before: previous.is_some(),
+        last_full_at: repo::last_full_started(&db.pool, &source.id).await?,
+        attributes_missing: crate::sync::alerts::attributes_dropped(
+            db,
+            &source.settings,
+            &source.id,
+        )
+        .await?,
+    };
+    let mut plan = plan(source, &select, facts, now);
     let run_id = new_id();
     let (kind, reason) = match &plan {
         Plan::Full { reason } => ("full", reason.clone()),

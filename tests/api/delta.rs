@@ -355,6 +355,11 @@ async fn a_fault_storm_removes_nobody_by_mistake() {
     round(&app).await.unwrap();
     emu.set_mode(Mode::ShortPages);
     for (endpoint, fault) in [
+        // Longer than the test policy's 5 s request timeout.
+        (
+            Endpoint::GroupsDelta,
+            Fault::Hang(std::time::Duration::from_secs(6)),
+        ),
         (
             Endpoint::UsersDelta,
             Fault::TooManyRequests { retry_after: None },
@@ -480,4 +485,46 @@ async fn ten_thousand_users_stay_exact_through_changes_and_faults() {
         round(&app).await.unwrap();
         assert_matches_truth(&app, &emu).await;
     }
+}
+
+#[tokio::test]
+async fn a_dropped_attribute_is_reported_and_clears_when_it_comes_back() {
+    let (app, emu) = app_with_tenant(40, 2, 20).await;
+    // Built-in attributes only, so nothing is sparse by design.
+    let mut form = crate::user_source::valid_form(&emu.base_url(), "");
+    form.retain(|(k, _)| k != "attr_name" && k != "attr_property");
+    let _ = crate::user_source::post_settings(&app, &form).await;
+    round(&app).await.unwrap();
+    assert!(open_notifications(&app).await.is_empty());
+    emu.set_mode(Mode::DropAttributes(vec!["department".into()]));
+    sqlx::query("UPDATE user_sources SET delta_links_at = 0")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    round(&app).await.unwrap();
+    let open = open_notifications(&app).await;
+    let some = open
+        .iter()
+        .find(|(_, t, _)| t == "Some user attributes are not synchronized with Entra ID")
+        .expect("raised");
+    assert!(
+        some.2.contains("department: 40 of 40 users have no value"),
+        "{}",
+        some.2
+    );
+    // Switched off: the next round re-reads everyone (a delta round would not bring the values back).
+    emu.set_mode(Mode::Normal);
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    assert!(last_run(&app).await.1.contains("re-reading every user"));
+    assert!(open_notifications(&app).await.is_empty(), "resolved");
+    assert_eq!(
+        round(&app).await.unwrap().kind,
+        "delta",
+        "back to delta rounds"
+    );
+    // At least one full round a day.
+    app.clock.advance(25 * HOUR);
+    assert_eq!(round(&app).await.unwrap().kind, "full");
+    assert!(last_run(&app).await.1.contains("daily"));
+    assert_matches_truth(&app, &emu).await;
 }
