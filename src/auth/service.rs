@@ -72,7 +72,7 @@ pub async fn issue_setup_link(
     now: Millis,
     base: &BaseUrl,
 ) -> anyhow::Result<Option<String>> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     if repo::count_admins(&mut *tx).await? > 0 {
         return Ok(None);
     }
@@ -154,7 +154,7 @@ pub async fn complete_setup(
     let username = input.username.trim().to_owned();
     let hash = password::hash(input.password).await?;
     let id = new_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     if repo::count_admins(&mut *tx).await? > 0
         || !repo::consume_setup_token(&mut *tx, &token_hash(token), now).await?
     {
@@ -194,7 +194,7 @@ pub async fn create_admin_cli(db: &Db, now: Millis, input: NewAdmin) -> Result<A
     let username = input.username.trim().to_owned();
     let hash = password::hash(input.password).await?;
     let id = new_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     match repo::create_admin(&mut *tx, &id, &username, &hash, now).await {
         Err(e) if is_unique_violation(&e) => return Err(taken()),
         other => other?,
@@ -275,7 +275,7 @@ pub async fn login(
     }
     let admin = repo::find_admin_by_username(&db.pool, username).await?;
     let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     match admin {
         Some(a) if ok && !a.disabled => {
             repo::record_login_attempt(&mut *tx, username, &meta.ip, now, true).await?;

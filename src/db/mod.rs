@@ -130,6 +130,16 @@ impl Db {
             .all(|m| applied.contains(&m.version)))
     }
 
+    /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a transaction
+    /// that reads first and writes later would otherwise fail with SQLITE_BUSY_SNAPSHOT when another
+    /// connection wrote in between, and busy_timeout cannot help with that.
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -119,3 +119,109 @@ pub struct Upserted {
     pub added: i64,
     pub updated: i64,
 }
+
+/// Which users the Users page (and its CSV export) shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Prefix of the display name, UPN or email (any case).
+    pub q: Option<String>,
+    /// `entra` or `local`.
+    pub source: Option<String>,
+    pub status: Option<UserStatus>,
+    /// Only synced users without a value for this custom attribute.
+    pub missing: Option<String>,
+    /// Only users whose Managed Apple ID another user has too.
+    pub apple_conflict: bool,
+    pub sort: UserSort,
+    pub desc: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+    NotSynced,
+}
+
+impl UserStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "disabled" => Some(Self::Disabled),
+            "not_synced" => Some(Self::NotSynced),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+            Self::NotSynced => "not_synced",
+        }
+    }
+}
+
+/// Sortable columns; each has an index ending in `id` for keyset paging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserSort {
+    #[default]
+    Upn,
+    Name,
+    Changed,
+}
+
+impl UserSort {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "upn" => Some(Self::Upn),
+            "name" => Some(Self::Name),
+            "changed" => Some(Self::Changed),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Upn => "upn",
+            Self::Name => "name",
+            Self::Changed => "changed",
+        }
+    }
+
+    /// The column sorted on.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Upn => "upn_lower",
+            Self::Name => "display_name_lower",
+            Self::Changed => "last_changed_at",
+        }
+    }
+}
+
+/// Where the next page starts: the sort value and id of the last row shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    pub value: String,
+    pub id: String,
+}
+
+impl UserCursor {
+    /// `value\u{1f}id` as carried in a link.
+    pub fn encode(&self) -> String {
+        format!("{}\u{1f}{}", self.value, self.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (value, id) = raw.rsplit_once('\u{1f}')?;
+        Some(Self {
+            value: value.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The upper bound of a prefix range in byte order: every string starting with `p` sorts below it.
+pub fn prefix_end(p: &str) -> String {
+    format!("{p}\u{10FFFF}")
+}

@@ -4,7 +4,10 @@ use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::clock::Millis;
 use crate::db::ids::new_id;
-use crate::directory::model::{GroupRecord, MemberKind, Upserted, UserRecord};
+use crate::directory::model::{
+    GroupRecord, MemberKind, Upserted, UserCursor, UserQuery, UserRecord, UserSort, UserStatus,
+    prefix_end,
+};
 
 /// Placeholders `($a, $a+1, …)` for one row of `n` values starting at `$first`.
 fn row_placeholders(first: usize, n: usize) -> String {
@@ -42,7 +45,7 @@ pub async fn upsert_users(
     Ok(total)
 }
 
-/// Rows per multi-row statement (× at most 14 values stays far below SQLite's 32,766 limit).
+/// Rows per multi-row statement (× at most 16 values stays far below SQLite's 32,766 limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
 async fn upsert_user_chunk(
@@ -55,20 +58,22 @@ async fn upsert_user_chunk(
     if users.is_empty() {
         return Ok(Upserted::default());
     }
-    const PER_ROW: usize = 14;
+    const PER_ROW: usize = 16;
     let values: Vec<String> = (0..users.len())
         .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
         .collect();
     let sql = format!(
         "INSERT INTO directory_users (id, external_id, upn, upn_lower, mail, given_name, surname, display_name, \
          job_title, department, account_enabled, custom_attributes, managed_apple_id, content_hash, \
+         display_name_lower, mail_lower, \
          source, source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
          SELECT v.*, 'entra', $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
          ON CONFLICT (source_id, external_id) DO UPDATE SET upn = excluded.upn, upn_lower = excluded.upn_lower, \
          mail = excluded.mail, given_name = excluded.given_name, surname = excluded.surname, \
          display_name = excluded.display_name, job_title = excluded.job_title, department = excluded.department, \
          account_enabled = excluded.account_enabled, custom_attributes = excluded.custom_attributes, \
-         managed_apple_id = excluded.managed_apple_id, \
+         managed_apple_id = excluded.managed_apple_id, display_name_lower = excluded.display_name_lower, \
+         mail_lower = excluded.mail_lower, \
          last_changed_run = CASE WHEN directory_users.content_hash = excluded.content_hash \
              AND directory_users.not_synced_at IS NULL THEN directory_users.last_changed_run ELSE excluded.last_changed_run END, \
          last_changed_at = CASE WHEN directory_users.content_hash = excluded.content_hash \
@@ -97,7 +102,9 @@ async fn upsert_user_chunk(
             .bind(crate::db::flag(u.account_enabled))
             .bind(serde_json::to_string(&u.custom_attributes)?)
             .bind(u.managed_apple_id.as_deref())
-            .bind(u.content_hash());
+            .bind(u.content_hash())
+            .bind(u.display_name.to_lowercase())
+            .bind(u.mail.as_ref().map(|m| m.to_lowercase()));
     }
     let rows = q.fetch_all(conn).await?;
     Ok(count_upserted(&rows, run_id))
@@ -394,46 +401,7 @@ pub async fn delete_unseen_memberships<'e>(
 
 // ---- pages ----
 
-#[derive(Debug, Clone, FromRow)]
-pub struct UserListRow {
-    pub id: String,
-    pub upn: String,
-    pub display_name: String,
-    pub mail: Option<String>,
-    pub department: Option<String>,
-    pub account_enabled: i64,
-    pub managed_apple_id: Option<String>,
-    pub not_synced_at: Option<i64>,
-    pub source: String,
-}
-
-/// Users ordered by UPN, after `after_upn_lower` (keyset), optionally by UPN / name / mail prefix.
-pub async fn list_users<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    prefix: Option<&str>,
-    missing_custom: Option<&str>,
-    after_upn_lower: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<UserListRow>> {
-    let pattern = prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
-    let missing = missing_custom.map(custom_key_pattern);
-    sqlx::query_as(
-        "SELECT id, upn, display_name, mail, department, account_enabled, managed_apple_id, not_synced_at, source \
-         FROM directory_users \
-         WHERE ($1 IS NULL OR upn_lower LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\' \
-                OR LOWER(mail) LIKE $1 ESCAPE '\\') \
-           AND ($2 IS NULL OR (not_synced_at IS NULL AND custom_attributes NOT LIKE $2 ESCAPE '\\')) \
-           AND ($3 IS NULL OR upn_lower > $3) \
-         ORDER BY upn_lower LIMIT $4",
-    )
-    .bind(pattern)
-    .bind(missing)
-    .bind(after_upn_lower)
-    .bind(limit)
-    .fetch_all(ex)
-    .await
-}
-
+/// Escapes `%`, `_` and `\\` for a `LIKE … ESCAPE '\\'` pattern.
 pub fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -731,6 +699,429 @@ pub async fn list_held<'e>(
          WHERE r.source_id = $1 AND r.status = 'held' AND u.not_synced_at IS NULL ORDER BY u.upn_lower LIMIT $2",
     )
     .bind(source_id)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+// ---- the Users page: filters, sorts and keyset pages built from only the conditions in use ----
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub source: String,
+    pub external_id: Option<String>,
+    pub upn: String,
+    pub mail: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub display_name: String,
+    pub job_title: Option<String>,
+    pub department: Option<String>,
+    pub account_enabled: i64,
+    pub custom_attributes: String,
+    pub managed_apple_id: Option<String>,
+    pub first_seen_at: i64,
+    pub last_changed_at: i64,
+    pub last_seen_at: i64,
+    pub not_synced_at: Option<i64>,
+    pub not_synced_reason: Option<String>,
+    pub upn_lower: String,
+    pub display_name_lower: String,
+}
+
+const USER_COLS: &str = "id, source, external_id, upn, mail, given_name, surname, display_name, job_title, department, \
+     account_enabled, custom_attributes, managed_apple_id, first_seen_at, last_changed_at, last_seen_at, \
+     not_synced_at, not_synced_reason, upn_lower, display_name_lower";
+
+/// One page of users matching `q`, after `cursor`, in the query's order.
+pub async fn list_users_page<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    query: &UserQuery,
+    cursor: Option<&UserCursor>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserRow>> {
+    let mut clauses: Vec<String> = vec!["deleted_at IS NULL".into()];
+    let mut args: Vec<Arg> = Vec::new();
+    fn next(args: &mut Vec<Arg>, a: Arg) -> String {
+        args.push(a);
+        format!("${}", args.len())
+    }
+    if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let lo = next(&mut args, Arg::Text(q.to_lowercase()));
+        let hi = next(&mut args, Arg::Text(prefix_end(&q.to_lowercase())));
+        clauses.push(format!(
+            "((upn_lower >= {lo} AND upn_lower < {hi}) OR (display_name_lower >= {lo} AND display_name_lower < {hi}) \
+             OR (mail_lower >= {lo} AND mail_lower < {hi}))"
+        ));
+    }
+    if let Some(src) = &query.source {
+        let p = next(&mut args, Arg::Text(src.clone()));
+        clauses.push(format!("source = {p}"));
+    }
+    match query.status {
+        Some(UserStatus::Active) => {
+            clauses.push("not_synced_at IS NULL AND account_enabled = 1".into())
+        }
+        Some(UserStatus::Disabled) => {
+            clauses.push("not_synced_at IS NULL AND account_enabled = 0".into())
+        }
+        Some(UserStatus::NotSynced) => clauses.push("not_synced_at IS NOT NULL".into()),
+        None => {}
+    }
+    if let Some(m) = &query.missing {
+        let p = next(&mut args, Arg::Text(custom_key_pattern(m)));
+        clauses.push(format!(
+            "not_synced_at IS NULL AND custom_attributes NOT LIKE {p} ESCAPE '\\'"
+        ));
+    }
+    if query.apple_conflict {
+        clauses.push(format!("managed_apple_id IN ({APPLE_CONFLICTS})"));
+    }
+    let col = query.sort.column();
+    let (cmp, dir) = if query.desc {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(c) = cursor {
+        let v = match query.sort {
+            UserSort::Changed => next(&mut args, Arg::Int(c.value.parse().unwrap_or(0))),
+            _ => next(&mut args, Arg::Text(c.value.clone())),
+        };
+        let id = next(&mut args, Arg::Text(c.id.clone()));
+        clauses.push(format!(
+            "({col} {cmp} {v} OR ({col} = {v} AND id {cmp} {id}))"
+        ));
+    }
+    let lim = next(&mut args, Arg::Int(limit));
+    let sql = format!(
+        "SELECT {USER_COLS} FROM directory_users WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {lim}",
+        clauses.join(" AND ")
+    );
+    let mut q = sqlx::query_as::<_, UserRow>(&sql);
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q.fetch_all(ex).await
+}
+
+/// Managed Apple IDs that more than one active user derives (Apple requires each to be unique).
+const APPLE_CONFLICTS: &str = "SELECT managed_apple_id FROM directory_users WHERE deleted_at IS NULL \
+     AND not_synced_at IS NULL AND managed_apple_id IS NOT NULL GROUP BY managed_apple_id HAVING COUNT(*) > 1";
+
+/// How many active users share their Managed Apple ID with another.
+pub async fn count_apple_conflicts<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM directory_users WHERE deleted_at IS NULL AND not_synced_at IS NULL \
+         AND managed_apple_id IN ({APPLE_CONFLICTS})"
+    ))
+    .fetch_one(ex)
+    .await
+}
+
+/// The sort value of a row, for the next page's cursor.
+pub fn cursor_of(row: &UserRow, sort: UserSort) -> UserCursor {
+    let value = match sort {
+        UserSort::Upn => row.upn_lower.clone(),
+        UserSort::Name => row.display_name_lower.clone(),
+        UserSort::Changed => row.last_changed_at.to_string(),
+    };
+    UserCursor {
+        value,
+        id: row.id.clone(),
+    }
+}
+
+pub async fn find_user<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<Option<UserRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLS} FROM directory_users WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await
+}
+
+/// Users sharing a Managed Apple ID, other than `id`.
+pub async fn users_with_apple_id<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    apple_id: &str,
+    except_id: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT id, upn FROM directory_users WHERE managed_apple_id = $1 AND id <> $2 AND deleted_at IS NULL \
+         AND not_synced_at IS NULL ORDER BY upn_lower LIMIT 20",
+    )
+    .bind(apple_id)
+    .bind(except_id)
+    .fetch_all(ex)
+    .await
+}
+
+/// A user's groups: direct (depth 0) and through nested groups (depth ≥ 1), nearest first.
+pub async fn groups_of_member<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    member_external_id: &str,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        "WITH RECURSIVE chain(gid, depth) AS ( \
+             SELECT group_external_id, 0 FROM group_members WHERE source_id = $1 AND member_external_id = $2 \
+             UNION \
+             SELECT m.group_external_id, c.depth + 1 FROM group_members m JOIN chain c \
+                 ON m.member_external_id = c.gid WHERE m.source_id = $1 AND c.depth < 16) \
+         SELECT g.id, g.display_name, MIN(c.depth) AS depth FROM chain c JOIN directory_groups g \
+             ON g.source_id = $1 AND g.external_id = c.gid \
+         GROUP BY g.id, g.display_name ORDER BY MIN(c.depth), g.display_name",
+    )
+    .bind(source_id)
+    .bind(member_external_id)
+    .fetch_all(ex)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GroupRow {
+    pub id: String,
+    pub source_id: String,
+    pub external_id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub mail: Option<String>,
+    pub mail_enabled: i64,
+    pub security_enabled: i64,
+    pub group_types: String,
+    pub first_seen_at: i64,
+    pub last_changed_at: i64,
+    pub not_synced_at: Option<i64>,
+    pub not_synced_reason: Option<String>,
+}
+
+pub async fn find_group<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<Option<GroupRow>> {
+    sqlx::query_as(
+        "SELECT id, source_id, external_id, display_name, description, mail, mail_enabled, security_enabled, \
+         group_types, first_seen_at, last_changed_at, not_synced_at, not_synced_reason FROM directory_groups WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(ex)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberRow {
+    pub member_kind: String,
+    pub member_external_id: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A page of a group's direct members (users and nested groups), by the source's member id.
+pub async fn list_members<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    group_external_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query_as(
+        "SELECT m.member_kind, m.member_external_id, COALESCE(u.id, g.id) AS id, \
+         COALESCE(u.display_name, g.display_name) AS name, COALESCE(u.upn, g.mail) AS detail \
+         FROM group_members m \
+         LEFT JOIN directory_users u ON u.source_id = m.source_id AND u.external_id = m.member_external_id \
+         LEFT JOIN directory_groups g ON g.source_id = m.source_id AND g.external_id = m.member_external_id \
+         WHERE m.source_id = $1 AND m.group_external_id = $2 AND ($3 IS NULL OR m.member_external_id > $3) \
+         ORDER BY m.member_external_id LIMIT $4",
+    )
+    .bind(source_id)
+    .bind(group_external_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn count_members<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    group_external_id: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM group_members WHERE source_id = $1 AND group_external_id = $2",
+    )
+    .bind(source_id)
+    .bind(group_external_id)
+    .fetch_one(ex)
+    .await
+}
+
+// ---- local accounts ----
+
+/// True when any live user (any source) has this username, other than `except_id`.
+pub async fn upn_taken<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    upn_lower: &str,
+    except_id: Option<&str>,
+) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE upn_lower = $1 AND deleted_at IS NULL AND ($2 IS NULL OR id <> $2)",
+    )
+    .bind(upn_lower)
+    .bind(except_id)
+    .fetch_one(ex)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Local users (not deleted) whose usernames are among `upns_lower`: a sync must not take them over.
+pub async fn local_upns_among(
+    conn: &mut AnyConnection,
+    upns_lower: &[String],
+) -> sqlx::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for chunk in upns_lower.chunks(4 * ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "SELECT upn_lower FROM directory_users WHERE source = 'local' AND deleted_at IS NULL AND upn_lower IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for u in chunk {
+            q = q.bind(u);
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
+/// A local user as typed in the form (already validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalUser {
+    pub upn: String,
+    pub mail: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub display_name: String,
+    pub custom_attributes: std::collections::BTreeMap<String, String>,
+    pub managed_apple_id: Option<String>,
+}
+
+pub async fn create_local_user<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    u: &LocalUser,
+    now: Millis,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO directory_users (id, source, source_id, external_id, upn, upn_lower, mail, mail_lower, given_name, \
+         surname, display_name, display_name_lower, account_enabled, custom_attributes, managed_apple_id, \
+         content_hash, first_seen_at, last_changed_at, last_seen_at) \
+         VALUES ($1, 'local', NULL, NULL, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, '', $12, $12, $12)",
+    )
+    .bind(id)
+    .bind(&u.upn)
+    .bind(u.upn.to_lowercase())
+    .bind(u.mail.as_deref())
+    .bind(u.mail.as_ref().map(|m| m.to_lowercase()))
+    .bind(u.given_name.as_deref())
+    .bind(u.surname.as_deref())
+    .bind(&u.display_name)
+    .bind(u.display_name.to_lowercase())
+    .bind(serde_json::to_string(&u.custom_attributes)?)
+    .bind(u.managed_apple_id.as_deref())
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_local_user<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    u: &LocalUser,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE directory_users SET upn = $1, upn_lower = $2, mail = $3, mail_lower = $4, given_name = $5, \
+         surname = $6, display_name = $7, display_name_lower = $8, custom_attributes = $9, managed_apple_id = $10, \
+         last_changed_at = $11 WHERE id = $12 AND source = 'local' AND deleted_at IS NULL",
+    )
+    .bind(&u.upn)
+    .bind(u.upn.to_lowercase())
+    .bind(u.mail.as_deref())
+    .bind(u.mail.as_ref().map(|m| m.to_lowercase()))
+    .bind(u.given_name.as_deref())
+    .bind(u.surname.as_deref())
+    .bind(&u.display_name)
+    .bind(u.display_name.to_lowercase())
+    .bind(serde_json::to_string(&u.custom_attributes)?)
+    .bind(u.managed_apple_id.as_deref())
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_local_enabled<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    enabled: bool,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE directory_users SET account_enabled = $1, last_changed_at = $2 \
+         WHERE id = $3 AND source = 'local' AND deleted_at IS NULL",
+    )
+    .bind(crate::db::flag(enabled))
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Soft delete: the row stays, marked deleted.
+pub async fn delete_local_user<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE directory_users SET deleted_at = $1 WHERE id = $2 AND source = 'local' AND deleted_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Audit entries about a user, newest first.
+pub async fn audit_for_target<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    target_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<crate::audit::repo::AuditRow>> {
+    sqlx::query_as(
+        "SELECT id, at, actor_kind, actor_name, action, target_kind, target_id, ip, details FROM audit_events \
+         WHERE target_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(target_id)
     .bind(limit)
     .fetch_all(ex)
     .await

@@ -59,6 +59,20 @@ pub async fn count_open<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Resu
         .await
 }
 
+/// Whether the problem with this dedup key is open.
+pub async fn is_open<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    dedup_key: &str,
+) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications WHERE dedup_key = $1 AND resolved_at IS NULL",
+    )
+    .bind(dedup_key)
+    .fetch_one(ex)
+    .await?;
+    Ok(n > 0)
+}
+
 /// Open notifications nobody has marked read: the header badge.
 pub async fn count_unread<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
     sqlx::query_scalar(

@@ -145,14 +145,29 @@ pub async fn save(
             }),
         );
     }
-    let mut tx = db.pool.begin().await?;
+    // Issue 8: a renamed custom attribute (same property, new name) has its references rewritten in the
+    // same transaction: configurations and the per-user values (see crate::configurations::service).
+    let renames = stored.as_ref().map_or_else(Vec::new, |s| {
+        crate::configurations::model::detect_renames(
+            &s.settings.custom_attributes,
+            &settings.custom_attributes,
+        )
+    });
+    let mut tx = db.begin().await?;
     repo::upsert_source(&mut *tx, ENTRA_SOURCE_ID, &settings, sealed.as_deref(), now).await?;
+    let renamed = crate::configurations::service::propagate_renames(&mut tx, &renames).await?;
+    let mut details = json!({ "created": stored.is_none(), "changes": changes });
+    if !renames.is_empty()
+        && let Some(obj) = details.as_object_mut()
+    {
+        obj.insert("renamed_variables".into(), json!(renamed));
+    }
     audit_repo::insert(
         &mut *tx,
         &AuditEvent::new(now, actor, AuditAction::EntraSourceSaved)
             .target("user_source", ENTRA_SOURCE_ID)
             .from_request(meta)
-            .details(json!({ "created": stored.is_none(), "changes": changes })),
+            .details(details),
     )
     .await?;
     tx.commit().await?;

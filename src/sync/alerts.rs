@@ -19,6 +19,8 @@ pub const FAILED: &str = "entra_sync_failed";
 pub const ATTRIBUTES_ALL: &str = "entra_attributes_all";
 pub const ATTRIBUTES_SOME: &str = "entra_attributes_some";
 pub const REMOVALS_HELD: &str = "entra_removals_held";
+pub const UPN_CLASH: &str = "entra_upn_clash";
+pub const APPLE_ID_CONFLICT: &str = "apple_id_conflict";
 
 const SETTINGS_HREF: &str = "/admin/azure/entra-user-source";
 
@@ -277,5 +279,62 @@ pub async fn removals_decided<'e>(
     now: Millis,
 ) -> anyhow::Result<()> {
     notes::resolve(ex, &key(REMOVALS_HELD, source_id), now).await?;
+    Ok(())
+}
+
+/// Whether the last round skipped Entra users for clashing with local accounts (the next round then re-reads
+/// everyone, since delta would not bring back users that did not change).
+pub async fn clash_open(db: &Db, source_id: &str) -> anyhow::Result<bool> {
+    Ok(notes::is_open(&db.pool, &key(UPN_CLASH, source_id)).await?)
+}
+
+/// After a successful round: Entra users skipped because a local account has their username, and users
+/// deriving the same Managed Apple ID (Apple requires each to be unique).
+pub async fn directory_checks(
+    db: &Db,
+    source_id: &str,
+    run_id: &str,
+    clashing_upns: &[String],
+    now: Millis,
+) -> anyhow::Result<()> {
+    if clashing_upns.is_empty() {
+        notes::resolve(&db.pool, &key(UPN_CLASH, source_id), now).await?;
+    } else {
+        let shown: Vec<&str> = clashing_upns.iter().take(10).map(String::as_str).collect();
+        let more = clashing_upns.len() - shown.len();
+        let n = NewNotification {
+            title: format!("{} Entra ID users clash with local accounts", clashing_upns.len()),
+            body: format!(
+                "These Entra ID users have the username of an existing local account, so sync skipped them: {}{}.",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+            action_text: "Rename or delete the local accounts (Users, source Local) if these people should come from \
+                          Entra ID; the next round then imports them."
+                .into(),
+            action_href: Some("/admin/users?source=local".into()),
+            details: json!({ "upns": clashing_upns }),
+            ..note(UPN_CLASH, source_id, run_id, Severity::Warning)
+        };
+        notes::raise(&db.pool, &n, now).await?;
+    }
+    let conflicts = dir::count_apple_conflicts(&db.pool).await?;
+    if conflicts == 0 {
+        notes::resolve(&db.pool, &key(APPLE_ID_CONFLICT, source_id), now).await?;
+    } else {
+        let n = NewNotification {
+            title: format!("{conflicts} users share a Managed Apple ID with another user"),
+            body: "Apple requires every Managed Apple ID to be unique, but these users derive the same one from the \
+                   Managed Apple ID pattern."
+                .into(),
+            action_text: "Give the users distinct email addresses or UPNs in Entra ID, or choose another pattern on the \
+                          Entra ID User Source page."
+                .into(),
+            action_href: Some("/admin/users?apple_conflict=1".into()),
+            details: json!({ "users": conflicts }),
+            ..note(APPLE_ID_CONFLICT, source_id, run_id, Severity::Warning)
+        };
+        notes::raise(&db.pool, &n, now).await?;
+    }
     Ok(())
 }

@@ -194,7 +194,7 @@ async fn request_sync(
         return Ok(see_other("/admin/sync"));
     }
     let now = state.clock.now_ms();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     settings_repo::request_sync(&mut *tx, ENTRA_SOURCE_ID, now).await?;
     audit_repo::insert(
         &mut *tx,
@@ -250,7 +250,7 @@ async fn decide_held(
 ) -> AppResult<HttpResponse> {
     use crate::directory::repo as dir;
     let now = state.clock.now_ms();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let (n, action) = if apply {
         (
             dir::apply_removals(&mut tx, ENTRA_SOURCE_ID, None, "held", now).await?,

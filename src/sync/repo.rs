@@ -101,6 +101,8 @@ pub struct Counters {
     pub groups_not_synced: i64,
     pub memberships_added: i64,
     pub memberships_removed: i64,
+    /// Entra users skipped because a local account has their username (not stored in the round record).
+    pub clashing_upns: Vec<String>,
 }
 
 /// Writes progress (in the same transaction as the page it counts).

@@ -371,6 +371,8 @@ pub struct PlanFacts {
     pub last_full_at: Option<Millis>,
     /// Some selected attribute has no value for any user: re-read everyone to see if it came back.
     pub attributes_missing: bool,
+    /// The last round skipped users whose username a local account had: re-read everyone.
+    pub skipped_clashes: bool,
 }
 
 /// Delta when fresh links made with the same `$select` are stored; full otherwise, with the reason.
@@ -401,6 +403,8 @@ pub fn plan(source: &StoredSource, select: &str, facts: PlanFacts, now: Millis) 
         .is_none_or(|t| now - t >= FULL_ROUND_EVERY)
     {
         full("daily full round (delta queries do not report everything)")
+    } else if facts.skipped_clashes {
+        full("the last round skipped users that clashed with local accounts")
     } else if facts.attributes_missing {
         full("an attribute had no value for any user: re-reading every user")
     } else {
@@ -438,6 +442,7 @@ async fn run_leased(
             &source.id,
         )
         .await?,
+        skipped_clashes: crate::sync::alerts::clash_open(db, &source.id).await?,
     };
     let mut plan = plan(source, &select, facts, now);
     let run_id = new_id();
@@ -522,6 +527,14 @@ async fn run_leased(
             );
             crate::sync::alerts::after_success(db, &source.settings, &source.id, &run_id, end)
                 .await?;
+            crate::sync::alerts::directory_checks(
+                db,
+                &source.id,
+                &run_id,
+                &counters.clashing_upns,
+                end,
+            )
+            .await?;
             Ok(RoundSummary {
                 run_id,
                 kind,
@@ -583,7 +596,7 @@ async fn sync_users(
     let db = deps.db;
     loop {
         let page = fetch(deps, client, &url).await?;
-        let parsed = parse_user_page(items(&page)?, &source.settings);
+        let mut parsed = parse_user_page(items(&page)?, &source.settings);
         if parsed.skipped > 0 {
             tracing::warn!(
                 count = parsed.skipped,
@@ -591,7 +604,24 @@ async fn sync_users(
             );
         }
         let now = deps.clock.now_ms();
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin().await?;
+        // A username is unique across sources: an Entra user whose UPN a local account has is skipped.
+        let upns: Vec<String> = parsed
+            .records
+            .iter()
+            .map(|r| r.upn.to_lowercase())
+            .collect();
+        let clashing = dir::local_upns_among(&mut tx, &upns).await?;
+        if !clashing.is_empty() {
+            parsed
+                .records
+                .retain(|r| !clashing.contains(&r.upn.to_lowercase()));
+            tracing::warn!(
+                count = clashing.len(),
+                "Skipped Entra ID users whose username a local account has."
+            );
+            c.clashing_upns.extend(clashing);
+        }
         let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
         let seen: Vec<String> = parsed
             .records
@@ -633,7 +663,7 @@ async fn sync_groups(
         let page = fetch(deps, client, &url).await?;
         let parsed = parse_group_page(items(&page)?);
         let now = deps.clock.now_ms();
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin().await?;
         let up = dir::upsert_groups(&mut tx, &source.id, run_id, now, &parsed.records).await?;
         for (reason, ids) in group_by_reason(&parsed.removed) {
             c.groups_not_synced +=
@@ -675,7 +705,7 @@ async fn finish(
     c: &mut Counters,
 ) -> Result<(), SyncError> {
     let now = deps.clock.now_ms();
-    let mut tx = deps.db.pool.begin().await?;
+    let mut tx = deps.db.begin().await?;
     if full {
         let why = format!(
             "No longer returned by Entra ID (full sync of {})",

@@ -158,3 +158,68 @@ async fn a_browser_sees_sync_problems_and_applies_held_removals() {
             .unwrap();
     assert_eq!(active, 70);
 }
+
+#[tokio::test]
+async fn a_browser_creates_previews_and_exports_configurations() {
+    let (app, _emu) = crate::sync::app_with_tenant(40, 2, 10).await;
+    crate::sync::round(&app).await.unwrap();
+    let upn = |has: bool| {
+        let sql = format!(
+            "SELECT upn FROM directory_users WHERE not_synced_at IS NULL AND custom_attributes {} LIKE '%costCenter%' \
+             ORDER BY upn_lower LIMIT 1",
+            if has { "" } else { "NOT" }
+        );
+        let pool = app.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(&sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (with, without) = (upn(true).await, upn(false).await);
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || {
+        run_browser_script("configurations.mjs", &[&address, &with, &without])
+    })
+    .await
+    .unwrap();
+    assert_eq!(app.count("configurations").await, 2);
+    for name in [
+        "configurations-wifi-preview",
+        "configurations-exchange-preview-missing",
+    ] {
+        assert!(
+            manifest()
+                .join(format!("target/screenshots/{name}.png"))
+                .is_file()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_browser_searches_filters_and_opens_a_user() {
+    let (app, emu) = crate::sync::app_with_tenant(300, 4, 100).await;
+    crate::sync::round(&app).await.unwrap();
+    let target = emu
+        .truth()
+        .users
+        .iter()
+        .find(|u| u.account_enabled)
+        .unwrap()
+        .clone();
+    let prefix: String = target.display_name.chars().take(4).collect();
+    let address = app.address.clone();
+    let upn = target.user_principal_name.clone();
+    tokio::task::spawn_blocking(move || {
+        run_browser_script("directory.mjs", &[&address, &prefix, &upn])
+    })
+    .await
+    .unwrap();
+    let local: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE source = 'local'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(local, 1);
+}

@@ -88,7 +88,7 @@ pub async fn assert_matches_truth(app: &TestApp, emu: &Emulator) {
     let has = |name: &str| configured.contains(&format!("\"name\":\"{name}\""));
     let rows: Vec<StoredUser> = sqlx::query_as(
         "SELECT external_id, upn, mail, given_name, surname, display_name, job_title, department, account_enabled, \
-         custom_attributes, managed_apple_id FROM directory_users WHERE not_synced_at IS NULL",
+         custom_attributes, managed_apple_id FROM directory_users WHERE not_synced_at IS NULL AND source = 'entra'",
     )
     .fetch_all(&app.db.pool)
     .await
