@@ -214,6 +214,15 @@ async fn search_filters_sorts_and_pages_match_the_truth() {
         all_pages(&app, "/admin/users?apple_conflict=1").await.len(),
         2
     );
+    // The next round reports the conflict.
+    round(&app).await.unwrap();
+    let title: String = sqlx::query_scalar(
+        "SELECT title FROM notifications WHERE kind = 'apple_id_conflict' AND resolved_at IS NULL",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(title, "2 users share a Managed Apple ID with another user");
 }
 
 #[tokio::test]
