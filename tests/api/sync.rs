@@ -568,3 +568,18 @@ async fn a_ten_thousand_user_tenant_syncs_exactly() {
     assert_eq!(s.counters.users_added, 10_000);
     assert_matches_truth(&app, &emu).await;
 }
+
+#[tokio::test]
+async fn the_dashboard_summarises_the_user_source() {
+    let app = crate::helpers::spawn_app().await;
+    app.login_as_admin().await;
+    assert!(app.get_html("/admin").await.contains("No user source yet"));
+    let (app, _emu) = app_with_tenant(25, 2, 10).await;
+    round(&app).await.unwrap();
+    let html = app.get_html("/admin").await;
+    assert!(
+        html.contains("Contoso") && html.contains("Sync on"),
+        "{html}"
+    );
+    assert!(html.contains(">25</a>") && html.contains("full · succeeded"));
+}
