@@ -251,6 +251,7 @@ async fn list_users(
 /// The filtered set as CSV, streamed a batch at a time (never the whole directory in memory).
 async fn export_users(
     state: web::Data<AppState>,
+    _admin: AdminSession,
     f: web::Query<UserListQuery>,
 ) -> AppResult<HttpResponse> {
     let query = f.into_inner().to_query();

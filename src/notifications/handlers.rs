@@ -147,6 +147,7 @@ async fn list_notifications(
 async fn mark_read(
     state: web::Data<AppState>,
     session: Session,
+    _admin: AdminSession,
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     repo::mark_read(&state.db.pool, &id, state.clock.now_ms()).await?;
@@ -154,7 +155,11 @@ async fn mark_read(
     Ok(see_other("/admin/notifications"))
 }
 
-async fn mark_all_read(state: web::Data<AppState>, session: Session) -> AppResult<HttpResponse> {
+async fn mark_all_read(
+    state: web::Data<AppState>,
+    session: Session,
+    _admin: AdminSession,
+) -> AppResult<HttpResponse> {
     let n = repo::mark_all_read(&state.db.pool, state.clock.now_ms()).await?;
     flash::push(
         &session,

@@ -51,7 +51,7 @@ pub async fn protect(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if is_safe(req.method()) || EXEMPT_PATHS.contains(&req.path()) {
+    if is_safe(req.method()) || EXEMPT_PATHS.contains(&req.match_info().as_str()) {
         return next
             .call(req)
             .await

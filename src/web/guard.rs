@@ -44,7 +44,9 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !is_admin_path(req.path()) {
+    // The path the router matches on (percent-decoded), not the raw one: `/%61dmin/…` routes to `/admin/…`
+    // and must be guarded like it.
+    if !is_admin_path(req.match_info().as_str()) {
         return next
             .call(req)
             .await

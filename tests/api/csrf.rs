@@ -119,3 +119,42 @@ async fn a_token_from_another_session_is_refused() {
     assert_eq!(resp.status().as_u16(), 403);
     assert_eq!(app.get("/admin").await.status().as_u16(), 200);
 }
+
+/// Every admin route, reached through a percent-encoded path (`/%61dmin/…` routes to `/admin/…`), still
+/// needs a signed-in admin — GET and POST (with a valid CSRF token, so only the guard can stop it).
+#[tokio::test]
+async fn encoded_paths_do_not_bypass_the_admin_guard() {
+    let app = spawn_app().await;
+    let token = app.csrf().await;
+    for r in routes::table().into_iter().filter(|r| r.requires_admin()) {
+        let path = concrete(r.path).replacen("/admin", "/%61dmin", 1);
+        let resp = if r.method == Method::POST {
+            app.client
+                .post(app.url(&path))
+                .form(&[("csrf_token", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+        } else {
+            app.get(&path).await
+        };
+        let status = resp.status().as_u16();
+        assert!(
+            status == 303 || status == 404,
+            "{} {path} answered {status} without sign-in",
+            r.method
+        );
+        if status == 303 {
+            let loc = resp
+                .headers()
+                .get("location")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(loc.starts_with("/login"), "{path} redirected to {loc}");
+        }
+    }
+    let resp = app.get("/%61dmin/users.csv").await;
+    assert_eq!(resp.status().as_u16(), 303, "the CSV export is not public");
+}
