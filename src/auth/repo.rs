@@ -166,38 +166,65 @@ pub async fn consume_setup_token<'e>(
 
 // ---- login attempts ----
 
+/// Records an attempt as a failure before the password is checked (so parallel guesses count against
+/// each other); returns its id, for [`mark_attempt_succeeded`] or [`delete_attempt`].
 pub async fn record_login_attempt<'e>(
     ex: impl Executor<'e, Database = Any>,
     username: &str,
     ip: &str,
     at: Millis,
-    success: bool,
-) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO login_attempts (id, username_lower, ip, at, success) VALUES ($1, $2, $3, $4, $5)")
-        .bind(crate::db::ids::new_id())
+) -> sqlx::Result<String> {
+    let id = crate::db::ids::new_id();
+    sqlx::query("INSERT INTO login_attempts (id, username_lower, ip, at, success) VALUES ($1, $2, $3, $4, 0)")
+        .bind(&id)
         .bind(username.to_lowercase())
         .bind(ip)
         .bind(at)
-        .bind(crate::db::flag(success))
+        .execute(ex)
+        .await?;
+    Ok(id)
+}
+
+pub async fn mark_attempt_succeeded<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE login_attempts SET success = 1 WHERE id = $1")
+        .bind(id)
         .execute(ex)
         .await?;
     Ok(())
 }
 
-/// Times of failed attempts since `since` for this account or from this address, newest first.
+/// An attempt refused by the lockout is not a new failure (the lockout does not extend itself).
+pub async fn delete_attempt<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Times of failed attempts since `since` for this account or from this address, newest first, leaving
+/// out the attempt `except_id` (the one being decided).
 pub async fn list_failures_since<'e>(
     ex: impl Executor<'e, Database = Any>,
     username: &str,
     ip: &str,
     since: Millis,
+    except_id: &str,
 ) -> sqlx::Result<(Vec<Millis>, Vec<Millis>)> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT username_lower, ip, at FROM login_attempts \
-         WHERE success = 0 AND at > $1 AND (username_lower = $2 OR ip = $3) ORDER BY at DESC",
+         WHERE success = 0 AND at > $1 AND (username_lower = $2 OR ip = $3) AND id <> $4 ORDER BY at DESC",
     )
     .bind(since)
     .bind(username.to_lowercase())
     .bind(ip)
+    .bind(except_id)
     .fetch_all(ex)
     .await?;
     let user = username.to_lowercase();

@@ -253,13 +253,18 @@ pub async fn login(
     meta: &RequestMeta,
 ) -> Result<Admin, LoginError> {
     let username = username.trim();
+    // The attempt is written (as a failure) before anything is checked, so a burst of parallel guesses
+    // sees itself: each counts the others that were written before its own check.
+    let attempt = repo::record_login_attempt(&db.pool, username, &meta.ip, now).await?;
     let (by_user, by_ip) =
-        repo::list_failures_since(&db.pool, username, &meta.ip, now - LOCKOUT_WINDOW).await?;
+        repo::list_failures_since(&db.pool, username, &meta.ip, now - LOCKOUT_WINDOW, &attempt)
+            .await?;
     let lock = locked_until(&by_user, now)
         .into_iter()
         .chain(locked_until(&by_ip, now))
         .max();
     if let Some(until) = lock {
+        repo::delete_attempt(&db.pool, &attempt).await?;
         let minutes = (until - now + MINUTE - 1) / MINUTE;
         audit_repo::insert(
             &db.pool,
@@ -278,7 +283,7 @@ pub async fn login(
     let mut tx = db.begin().await?;
     match admin {
         Some(a) if ok && !a.disabled => {
-            repo::record_login_attempt(&mut *tx, username, &meta.ip, now, true).await?;
+            repo::mark_attempt_succeeded(&mut *tx, &attempt).await?;
             repo::touch_last_login(&mut *tx, &a.id, now).await?;
             audit_repo::insert(
                 &mut *tx,
@@ -302,7 +307,6 @@ pub async fn login(
                 Some(a) if a.disabled => "account disabled",
                 Some(_) => "wrong password",
             };
-            repo::record_login_attempt(&mut *tx, username, &meta.ip, now, false).await?;
             audit_repo::insert(
                 &mut *tx,
                 &AuditEvent::login_failed(now, username, reason).from_request(meta),

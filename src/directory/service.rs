@@ -134,6 +134,14 @@ fn taken() -> FieldErrors {
     e
 }
 
+/// A unique violation (two admins creating the same username at once) is the field error; else unexpected.
+fn unique_or(e: anyhow::Error) -> SaveError {
+    match e.downcast_ref::<sqlx::Error>() {
+        Some(db) if crate::db::is_unique_violation(db) => SaveError::Invalid(taken()),
+        _ => SaveError::Unexpected(e),
+    }
+}
+
 #[derive(Debug)]
 pub enum SaveError {
     Invalid(FieldErrors),
@@ -174,7 +182,9 @@ pub async fn create(
     if repo::upn_taken(&mut *tx, &user.upn.to_lowercase(), None).await? {
         return Err(SaveError::Invalid(taken()));
     }
-    repo::create_local_user(&mut *tx, &id, &user, now).await?;
+    if let Err(e) = repo::create_local_user(&mut *tx, &id, &user, now).await {
+        return Err(unique_or(e));
+    }
     audit_repo::insert(
         &mut *tx,
         &AuditEvent::new(now, actor, AuditAction::LocalUserCreated)
@@ -201,8 +211,10 @@ pub async fn update(
     if repo::upn_taken(&mut *tx, &user.upn.to_lowercase(), Some(id)).await? {
         return Err(SaveError::Invalid(taken()));
     }
-    if !repo::update_local_user(&mut *tx, id, &user, now).await? {
-        return Err(SaveError::NotFound);
+    match repo::update_local_user(&mut *tx, id, &user, now).await {
+        Ok(true) => {}
+        Ok(false) => return Err(SaveError::NotFound),
+        Err(e) => return Err(unique_or(e)),
     }
     audit_repo::insert(
         &mut *tx,

@@ -527,3 +527,39 @@ async fn secure_cookie_when_the_base_url_is_https() {
     assert!(cookie.contains("Secure"), "{cookie}");
     cancel.cancel();
 }
+
+/// A burst of parallel guesses cannot get past the limit: at most five are checked at all.
+#[tokio::test]
+async fn parallel_guesses_do_not_outrun_the_lockout() {
+    let app = spawn_app().await;
+    app.create_admin(ADMIN_USER, ADMIN_PASSWORD).await;
+    let meta = RequestMeta {
+        ip: "198.51.100.9".into(),
+        request_id: None,
+    };
+    let now = app.clock.now_ms();
+    let tries = (0..20).map(|i| {
+        let (db, meta) = (app.db.clone(), meta.clone());
+        async move {
+            service::login(
+                &db,
+                now + i,
+                ADMIN_USER,
+                SecretString::from("guess-guess-guess"),
+                &meta,
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(tries).await;
+    let checked = results
+        .iter()
+        .filter(|r| matches!(r, Err(LoginError::BadCredentials)))
+        .count();
+    let locked = results
+        .iter()
+        .filter(|r| matches!(r, Err(LoginError::Locked { .. })))
+        .count();
+    assert!((1..=5).contains(&checked), "{checked} guesses were checked");
+    assert_eq!(checked + locked, 20);
+}

@@ -479,3 +479,49 @@ async fn detail_pages_show_groups_nested_and_members_paged() {
     assert_eq!(i64::try_from(seen).unwrap(), count);
     assert!(count > 120, "members over several pages");
 }
+
+#[tokio::test]
+async fn simultaneous_creations_of_one_username_leave_one_account() {
+    let app = crate::helpers::spawn_app().await;
+    let meta = roster::web::RequestMeta {
+        ip: "127.0.0.1".into(),
+        request_id: None,
+    };
+    let form = roster::directory::service::LocalUserForm {
+        upn: "twin@corp.example".into(),
+        ..Default::default()
+    };
+    let now = roster::clock::Clock::now_ms(&*app.clock);
+    let tries = (0..6).map(|_| {
+        let (db, meta, form) = (app.db.clone(), meta.clone(), form.clone());
+        async move {
+            roster::directory::service::create(
+                &db,
+                now,
+                &form,
+                roster::audit::event::Actor::System,
+                &meta,
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(tries).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(roster::directory::service::SaveError::Invalid(_))))
+    );
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE upn_lower = 'twin@corp.example'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+}
