@@ -149,7 +149,7 @@ pub async fn find_user<'e>(
     sqlx::query_as(
         "SELECT id, source, external_id, upn, mail, given_name, surname, display_name, managed_apple_id, \
          custom_attributes, not_synced_at FROM directory_users \
-         WHERE id = $1 OR upn_lower = $2 OR LOWER(mail) = $2 \
+         WHERE deleted_at IS NULL AND (id = $1 OR upn_lower = $2 OR mail_lower = $2) \
          ORDER BY CASE WHEN id = $1 THEN 0 WHEN upn_lower = $2 THEN 1 ELSE 2 END, \
          CASE WHEN not_synced_at IS NULL THEN 0 ELSE 1 END, upn_lower LIMIT 1",
     )
@@ -161,9 +161,11 @@ pub async fn find_user<'e>(
 
 /// Active users (the ones counts are over).
 pub async fn count_active_users<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL")
-        .fetch_one(ex)
-        .await
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND deleted_at IS NULL",
+    )
+    .fetch_one(ex)
+    .await
 }
 
 /// Columns behind built-in variables that a user may lack (the others are always set).
@@ -185,7 +187,8 @@ pub async fn count_missing_builtin<'e>(
     let col =
         builtin_column(variable).ok_or_else(|| anyhow::anyhow!("{variable} is never missing"))?;
     Ok(sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND ({col} IS NULL OR {col} = '')"
+        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND deleted_at IS NULL \
+         AND ({col} IS NULL OR {col} = '')"
     ))
     .fetch_one(ex)
     .await?)
@@ -203,7 +206,7 @@ pub async fn count_missing_custom<'e>(
     name: &str,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL \
+        "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND deleted_at IS NULL \
          AND custom_attributes NOT LIKE $1 ESCAPE '\\'",
     )
     .bind(key_pattern(name))

@@ -354,12 +354,23 @@ async fn export_users(
         .streaming(head_stream.chain(body)))
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`:
+/// directory values come from Entra ID and must not execute when an admin opens the export.
+fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// One CSV record (RFC 4180 quoting by the `csv` crate), ending in CRLF.
 fn csv_line(cells: &[String]) -> Vec<u8> {
+    let cells: Vec<std::borrow::Cow<'_, str>> = cells.iter().map(|c| defuse(c)).collect();
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
-    if w.write_record(cells).is_err() {
+    if w.write_record(cells.iter().map(|c| c.as_bytes())).is_err() {
         return Vec::new();
     }
     w.into_inner().unwrap_or_default()
@@ -860,7 +871,7 @@ async fn list_groups(
     let next_href = more
         .then(|| {
             rows.last().map(|r| {
-                let key = format!("{}\u{1f}{}", r.display_name.to_lowercase(), r.id);
+                let key = format!("{}\u{1f}{}", r.sort_key, r.id);
                 format!("/admin/groups?q={}&after={}", enc(q), enc(&key))
             })
         })

@@ -424,6 +424,8 @@ pub struct GroupListRow {
     pub group_types: String,
     pub not_synced_at: Option<i64>,
     pub members: i64,
+    /// The database's own lower-casing of the name: the next page's cursor must use it, not Rust's.
+    pub sort_key: String,
 }
 
 /// Groups ordered by name then id, after a keyset position, optionally by name prefix.
@@ -438,7 +440,7 @@ pub async fn list_groups<'e>(
     sqlx::query_as(
         "SELECT g.id, g.external_id, g.display_name, g.mail, g.security_enabled, g.group_types, g.not_synced_at, \
          (SELECT COUNT(*) FROM group_members m WHERE m.source_id = g.source_id \
-             AND m.group_external_id = g.external_id) AS members \
+             AND m.group_external_id = g.external_id) AS members, LOWER(g.display_name) AS sort_key \
          FROM directory_groups g \
          WHERE ($1 IS NULL OR LOWER(g.display_name) LIKE $1 ESCAPE '\\') \
            AND ($2 IS NULL OR LOWER(g.display_name) > $2 OR (LOWER(g.display_name) = $2 AND g.id > $3)) \
@@ -543,6 +545,29 @@ pub async fn add_pending_removals(
         let mut q = sqlx::query(&sql).bind(source_id).bind(run_id).bind(now);
         for (id, reason) in chunk {
             q = q.bind(id).bind(*reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Entra users a round skipped (their username belongs to a local account) still exist in Entra ID: they
+/// count as seen, so a full round does not take them for vanished.
+pub async fn touch_seen(
+    conn: &mut AnyConnection,
+    source_id: &str,
+    run_id: &str,
+    upns_lower: &[String],
+) -> sqlx::Result<()> {
+    for chunk in upns_lower.chunks(4 * ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE directory_users SET last_seen_run = $2 WHERE source_id = $1 AND upn_lower IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(source_id).bind(run_id);
+        for u in chunk {
+            q = q.bind(u);
         }
         q.execute(&mut *conn).await?;
     }
@@ -781,7 +806,9 @@ pub async fn list_users_page<'e>(
         ));
     }
     if query.apple_conflict {
-        clauses.push(format!("managed_apple_id IN ({APPLE_CONFLICTS})"));
+        clauses.push(format!(
+            "not_synced_at IS NULL AND managed_apple_id IN ({APPLE_CONFLICTS})"
+        ));
     }
     let col = query.sort.column();
     let (cmp, dir) = if query.desc {

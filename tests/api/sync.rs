@@ -583,3 +583,46 @@ async fn the_dashboard_summarises_the_user_source() {
     );
     assert!(html.contains(">25</a>") && html.contains("full · succeeded"));
 }
+
+/// A round whose lease was taken over (it stalled past the expiry) must not finish over the new holder.
+#[tokio::test]
+async fn a_round_that_lost_its_lease_does_not_commit_its_end() {
+    let (app, emu) = app_with_tenant(60, 2, 10).await;
+    round(&app).await.unwrap();
+    emu.mutate(Mutation::HardDeleteUser(emu.truth().users[0].id.clone()));
+    // Slow groups page; meanwhile the lease is handed to someone else.
+    emu.push_fault(FaultRule {
+        endpoint: Endpoint::GroupsDelta,
+        skip: 0,
+        times: 1,
+        fault: Fault::Hang(Duration::from_millis(1500)),
+    });
+    let links_before: Option<String> =
+        sqlx::query_scalar("SELECT users_delta_link FROM user_sources")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let db = app.db.clone();
+    let steal = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sqlx::query("UPDATE sync_leases SET holder = 'someone-else', expires_at = 9000000000000")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    });
+    let r = round(&app).await;
+    steal.await.unwrap();
+    assert!(r.is_err(), "{r:?}");
+    let links_after: Option<String> =
+        sqlx::query_scalar("SELECT users_delta_link FROM user_sources")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(links_before, links_after, "the links did not advance");
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 60, "its removals were not applied");
+}
