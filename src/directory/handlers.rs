@@ -43,6 +43,14 @@ pub fn configure(r: &mut Routes<'_>) {
         .get("/admin/groups/{id}", show_group);
 }
 
+/// Fetching one row more than a page tells whether another page follows; this trims it and says so.
+fn split_page<T>(rows: &mut Vec<T>) -> bool {
+    let size = usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
+    let more = rows.len() > size;
+    rows.truncate(size);
+    more
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -181,8 +189,7 @@ async fn list_users(
     let cursor = f.after.as_deref().and_then(UserCursor::decode);
     let mut rows =
         repo::list_users_page(&state.db.pool, &query, cursor.as_ref(), PAGE_SIZE + 1).await?;
-    let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
+    let more = split_page(&mut rows);
     let filters = f.filters();
     let next_href = more
         .then(|| {
@@ -866,8 +873,7 @@ async fn list_groups(
     let prefix = (!q.is_empty()).then_some(q);
     let after = query.after.as_deref().and_then(|a| a.rsplit_once('\u{1f}'));
     let mut rows = repo::list_groups(&state.db.pool, prefix, after, PAGE_SIZE + 1).await?;
-    let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
+    let more = split_page(&mut rows);
     let next_href = more
         .then(|| {
             rows.last().map(|r| {
@@ -962,8 +968,7 @@ async fn show_group(
         PAGE_SIZE + 1,
     )
     .await?;
-    let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
+    let more = split_page(&mut rows);
     let next_href = more
         .then(|| {
             rows.last().map(|m| {

@@ -9,6 +9,14 @@ use crate::directory::model::{
     prefix_end,
 };
 
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+fn in_list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Placeholders `($a, $a+1, …)` for one row of `n` values starting at `$first`.
 fn row_placeholders(first: usize, n: usize) -> String {
     let cols: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
@@ -268,10 +276,10 @@ pub async fn remove_memberships_of_groups(
 ) -> sqlx::Result<i64> {
     let mut n = 0;
     for chunk in group_ids.chunks(4 * ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let list = in_list(2, chunk.len());
         let sql = format!(
             "DELETE FROM group_members WHERE source_id = $1 AND group_external_id IN ({})",
-            list.join(", ")
+            list
         );
         let mut q = sqlx::query(&sql).bind(source_id);
         for id in chunk {
@@ -345,13 +353,11 @@ async fn mark_removed_chunk(
     if external_ids.is_empty() {
         return Ok(0);
     }
-    let list: Vec<String> = (0..external_ids.len())
-        .map(|i| format!("${}", i + 4))
-        .collect();
+    let list = in_list(4, external_ids.len());
     let sql = format!(
         "UPDATE {table} SET not_synced_at = $1, not_synced_reason = $2 \
          WHERE source_id = $3 AND not_synced_at IS NULL AND external_id IN ({})",
-        list.join(", ")
+        list
     );
     let mut q = sqlx::query(&sql).bind(now).bind(reason).bind(source_id);
     for id in external_ids {
@@ -560,10 +566,10 @@ pub async fn touch_seen(
     upns_lower: &[String],
 ) -> sqlx::Result<()> {
     for chunk in upns_lower.chunks(4 * ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let list = in_list(3, chunk.len());
         let sql = format!(
             "UPDATE directory_users SET last_seen_run = $2 WHERE source_id = $1 AND upn_lower IN ({})",
-            list.join(", ")
+            list
         );
         let mut q = sqlx::query(&sql).bind(source_id).bind(run_id);
         for u in chunk {
@@ -581,10 +587,10 @@ pub async fn forget_removals(
     external_ids: &[String],
 ) -> sqlx::Result<()> {
     for chunk in external_ids.chunks(4 * ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let list = in_list(2, chunk.len());
         let sql = format!(
             "DELETE FROM user_removals WHERE source_id = $1 AND external_id IN ({})",
-            list.join(", ")
+            list
         );
         let mut q = sqlx::query(&sql).bind(source_id);
         for id in chunk {
@@ -1021,10 +1027,10 @@ pub async fn local_upns_among(
 ) -> sqlx::Result<Vec<String>> {
     let mut out = Vec::new();
     for chunk in upns_lower.chunks(4 * ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+        let list = in_list(1, chunk.len());
         let sql = format!(
             "SELECT upn_lower FROM directory_users WHERE source = 'local' AND deleted_at IS NULL AND upn_lower IN ({})",
-            list.join(", ")
+            list
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         for u in chunk {
