@@ -145,17 +145,17 @@ async fn upsert_group_chunk(
     if groups.is_empty() {
         return Ok(Upserted::default());
     }
-    const PER_ROW: usize = 9;
+    const PER_ROW: usize = 10;
     let values: Vec<String> = (0..groups.len())
         .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
         .collect();
     let sql = format!(
         "INSERT INTO directory_groups (id, external_id, display_name, description, mail, mail_enabled, \
-         security_enabled, group_types, content_hash, \
+         security_enabled, group_types, content_hash, display_name_lower, \
          source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
          SELECT v.*, $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
          ON CONFLICT (source_id, external_id) DO UPDATE SET display_name = excluded.display_name, \
-         description = excluded.description, mail = excluded.mail, mail_enabled = excluded.mail_enabled, \
+         display_name_lower = excluded.display_name_lower, description = excluded.description, mail = excluded.mail, mail_enabled = excluded.mail_enabled, \
          security_enabled = excluded.security_enabled, group_types = excluded.group_types, \
          last_changed_run = CASE WHEN directory_groups.content_hash = excluded.content_hash \
              AND directory_groups.not_synced_at IS NULL THEN directory_groups.last_changed_run ELSE excluded.last_changed_run END, \
@@ -180,7 +180,8 @@ async fn upsert_group_chunk(
             .bind(crate::db::flag(g.mail_enabled))
             .bind(crate::db::flag(g.security_enabled))
             .bind(serde_json::to_string(&g.group_types)?)
-            .bind(g.content_hash());
+            .bind(g.content_hash())
+            .bind(g.display_name.to_lowercase());
     }
     let rows = q.fetch_all(conn).await?;
     Ok(count_upserted(&rows, run_id))
@@ -441,18 +442,20 @@ pub async fn list_groups<'e>(
     after: Option<(&str, &str)>,
     limit: i64,
 ) -> sqlx::Result<Vec<GroupListRow>> {
-    let pattern = prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
+    let lo = prefix.map(str::to_lowercase);
+    let hi = lo.as_deref().map(prefix_end);
     let (after_name, after_id) = after.map_or((None, None), |(n, i)| (Some(n), Some(i)));
     sqlx::query_as(
         "SELECT g.id, g.external_id, g.display_name, g.mail, g.security_enabled, g.group_types, g.not_synced_at, \
          (SELECT COUNT(*) FROM group_members m WHERE m.source_id = g.source_id \
-             AND m.group_external_id = g.external_id) AS members, LOWER(g.display_name) AS sort_key \
+             AND m.group_external_id = g.external_id) AS members, g.display_name_lower AS sort_key \
          FROM directory_groups g \
-         WHERE ($1 IS NULL OR LOWER(g.display_name) LIKE $1 ESCAPE '\\') \
-           AND ($2 IS NULL OR LOWER(g.display_name) > $2 OR (LOWER(g.display_name) = $2 AND g.id > $3)) \
-         ORDER BY LOWER(g.display_name), g.id LIMIT $4",
+         WHERE ($1 IS NULL OR (g.display_name_lower >= $1 AND g.display_name_lower < $2)) \
+           AND ($3 IS NULL OR g.display_name_lower > $3 OR (g.display_name_lower = $3 AND g.id > $4)) \
+         ORDER BY g.display_name_lower, g.id LIMIT $5",
     )
-    .bind(pattern)
+    .bind(lo)
+    .bind(hi)
     .bind(after_name)
     .bind(after_id)
     .bind(limit)

@@ -542,3 +542,70 @@ async fn csv_cells_that_look_like_formulas_are_defused() {
     );
     assert!(!body.contains(",=HYPERLINK") && !body.contains(",\"=HYPERLINK"));
 }
+
+#[tokio::test]
+async fn groups_search_and_page_non_ascii_names_like_any_other() {
+    let (app, emu) = app_with_tenant(10, 0, 0).await;
+    let names: Vec<String> = (0..40)
+        .map(|i| format!("Team {i:02}"))
+        .chain(
+            [
+                "Ärzte",
+                "Öffentlichkeit",
+                "Übersetzer",
+                "Zoo",
+                "ärztliche Leitung",
+            ]
+            .map(str::to_owned),
+        )
+        .chain((0..20).map(|i| format!("Ärzte Station {i:02}")))
+        .collect();
+    for n in &names {
+        emu.mutate(Mutation::AddGroup(graph_emulator::Group::new(
+            "",
+            n.clone(),
+        )));
+    }
+    round(&app).await.unwrap();
+    let mut seen = Vec::new();
+    let mut next = Some("/admin/groups".to_owned());
+    while let Some(p) = next {
+        let html = app.get_html(&p).await;
+        for chunk in html.split("data-test=\"group-row\"><td><a href=\"").skip(1) {
+            let name = chunk
+                .split('>')
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned();
+            seen.push(name);
+        }
+        next = html.contains("data-test=\"next-page\"").then(|| {
+            html.split("data-test=\"next-page\"")
+                .next()
+                .unwrap()
+                .rsplit("href=\"")
+                .next()
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .replace("&amp;", "&")
+                .replace("&#38;", "&")
+        });
+    }
+    let mut want = names.clone();
+    want.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(
+        seen, want,
+        "every group exactly once, in lower-cased byte order"
+    );
+    let html = app.get_html("/admin/groups?q=%C3%A4RZ").await;
+    assert_eq!(
+        html.matches("data-test=\"group-row\"").count(),
+        22,
+        "'äRZ' finds Ärzte…, ärztliche…"
+    );
+}
