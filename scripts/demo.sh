@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${DEMO_USERS:-10000}
-GROUPS=${DEMO_GROUPS:-400}
+NGROUPS=${DEMO_GROUPS:-400}
 MEMBERSHIPS=${DEMO_MEMBERSHIPS:-30000}
 EMU_BIND=${DEMO_EMULATOR_BIND:-127.0.0.1:8081}
 TENANT=3f6b2c1e-8d4a-4b7e-9c2d-5a1e0f9b7c31
@@ -11,7 +11,7 @@ CLIENT=9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d
 SECRET=demo-client-secret~RosterDemo
 
 cargo build --release --locked --workspace
-./target/release/graph-emulator --bind "$EMU_BIND" --users "$USERS" --groups "$GROUPS" --memberships "$MEMBERSHIPS" \
+./target/release/graph-emulator --bind "$EMU_BIND" --users "$USERS" --groups "$NGROUPS" --memberships "$MEMBERSHIPS" \
   --seed 1 --tenant-id "$TENANT" --tenant-domain contoso.example --client-id "$CLIENT" --client-secret "$SECRET" &
 EMU_PID=$!
 trap 'kill $EMU_PID 2>/dev/null || true' EXIT

@@ -82,7 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let app =
-                Application::build(&settings, Arc::new(SystemClock), Options::default()).await?;
+                Application::build(&settings, Arc::new(SystemClock), Options::production()).await?;
             app.run_until_stopped().await
         }
         Command::Migrate => {

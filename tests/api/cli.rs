@@ -168,6 +168,14 @@ async fn serve_prints_the_setup_link_and_stops_gracefully_on_sigterm() {
             "missing start-up step {step:?} in {log:#?}"
         );
     }
+    // `serve` runs the sync worker (a scheduled sync needs it).
+    let until = Instant::now() + Duration::from_secs(20);
+    while !log.iter().any(|l| l.contains("Sync worker started")) {
+        let line = rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .expect("serve starts the sync worker");
+        log.push(line);
+    }
     let base = &link[..link.find("/setup").unwrap()];
     let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
