@@ -243,7 +243,7 @@ pub async fn test_connection(settings: &EntraSettings, secret: SecretString) -> 
         }
     };
     let select = settings.user_select();
-    let url = client.url(&format!("/users?$select={}&$top=100", select.join(",")));
+    let url = client.url(&format!("/users?$select={}&$top=999", select.join(",")));
     match client.get_json(&url).await {
         Ok(page) => {
             let users = page
