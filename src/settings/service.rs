@@ -154,6 +154,17 @@ pub async fn save(
         )
     });
     let mut tx = db.begin().await?;
+    // A round that is running writes custom attributes under the names it started with; a rename now
+    // would be undone on the pages it writes afterwards. Renames wait until no round holds the lease.
+    if !renames.is_empty() && crate::sync::repo::lease_held(&mut *tx, ENTRA_SOURCE_ID, now).await? {
+        let mut e = FormErrors::default();
+        e.fields.insert(
+            "custom_attributes",
+            "A sync round is running. Rename custom attributes after it finishes (see the Sync page); nothing was saved."
+                .into(),
+        );
+        return Err(SaveError::Invalid(e));
+    }
     repo::upsert_source(&mut *tx, ENTRA_SOURCE_ID, &settings, sealed.as_deref(), now).await?;
     let renamed = crate::configurations::service::propagate_renames(&mut tx, &renames).await?;
     let mut details = json!({ "created": stored.is_none(), "changes": changes });

@@ -44,6 +44,22 @@ pub async fn renew_lease<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether some instance holds the source's lease right now (a round is running).
+pub async fn lease_held<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    source_id: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_leases WHERE source_id = $1 AND expires_at > $2",
+    )
+    .bind(source_id)
+    .bind(now)
+    .fetch_one(ex)
+    .await?;
+    Ok(n > 0)
+}
+
 pub async fn release_lease<'e>(
     ex: impl Executor<'e, Database = Any>,
     source_id: &str,

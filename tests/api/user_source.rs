@@ -273,3 +273,46 @@ async fn sync_now_needs_an_enabled_source_and_only_flags_work() {
             .contains(&"sync.requested".to_owned())
     );
 }
+
+/// A rename while a sync round runs would be undone by that round's later pages: it waits.
+#[tokio::test]
+async fn renames_wait_until_no_round_is_running() {
+    let (app, emu) = crate::sync::app_with_tenant(10, 1, 5).await;
+    let now = roster::clock::Clock::now_ms(&*app.clock);
+    sqlx::query(
+        "INSERT INTO sync_leases (source_id, holder, expires_at) VALUES ('entra', 'busy', $1)",
+    )
+    .bind(now + 60_000)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let mut form = valid_form(&emu.base_url(), "");
+    for (k, v) in &mut form {
+        if k == "attr_name" && v == "costCenter" {
+            *v = "cc".into();
+        }
+    }
+    let resp = post_settings(&app, &form).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("data-test=\"error-custom_attributes\"")
+    );
+    let stored: String = sqlx::query_scalar("SELECT custom_attributes FROM user_sources")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(stored.contains("costCenter"), "nothing saved");
+    sqlx::query("DELETE FROM sync_leases")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_redirect_to(&post_settings(&app, &form).await, PATH);
+    let stored: String = sqlx::query_scalar("SELECT custom_attributes FROM user_sources")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(stored.contains("\"cc\""));
+}
