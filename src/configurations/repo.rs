@@ -4,7 +4,7 @@
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::clock::Millis;
-use crate::directory::repo::escape_like;
+use crate::directory::repo::custom_key_pattern;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ConfigRow {
@@ -194,12 +194,6 @@ pub async fn count_missing_builtin<'e>(
     .await?)
 }
 
-/// `LIKE` pattern matching a custom-attributes JSON object that holds the key `name`. Variable names are
-/// letters, digits and `_`, which serde_json writes unescaped as `"name":`.
-fn key_pattern(name: &str) -> String {
-    format!("%{}%", escape_like(&format!("\"{name}\":")))
-}
-
 /// Active users without a value for a custom attribute (the same rule as `/admin/users?missing=`).
 pub async fn count_missing_custom<'e>(
     ex: impl Executor<'e, Database = Any>,
@@ -209,7 +203,7 @@ pub async fn count_missing_custom<'e>(
         "SELECT COUNT(*) FROM directory_users WHERE not_synced_at IS NULL AND deleted_at IS NULL \
          AND custom_attributes NOT LIKE $1 ESCAPE '\\'",
     )
-    .bind(key_pattern(name))
+    .bind(custom_key_pattern(name))
     .fetch_one(ex)
     .await
 }
@@ -254,7 +248,7 @@ pub async fn list_users_with_keys(
     );
     let mut q = sqlx::query_as(&sql).bind(after_id).bind(limit);
     for n in names {
-        q = q.bind(key_pattern(n));
+        q = q.bind(custom_key_pattern(n));
     }
     q.fetch_all(conn).await
 }

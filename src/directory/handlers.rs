@@ -224,16 +224,7 @@ async fn list_users(
         }
     })
     .collect();
-    let custom_names = crate::settings::repo::find_source(&state.db.pool, ENTRA_SOURCE_ID)
-        .await?
-        .map(|s| {
-            s.settings
-                .custom_attributes
-                .into_iter()
-                .map(|a| a.name)
-                .collect()
-        })
-        .unwrap_or_default();
+    let custom_names = custom_names(&state).await?;
     let page = UsersPage {
         ctx: PageCtx::admin(&state, &session, &admin, Section::Users, "Admin > Users").await?,
         filtered: query
@@ -262,16 +253,7 @@ async fn export_users(
     f: web::Query<UserListQuery>,
 ) -> AppResult<HttpResponse> {
     let query = f.into_inner().to_query();
-    let custom: Vec<String> = crate::settings::repo::find_source(&state.db.pool, ENTRA_SOURCE_ID)
-        .await?
-        .map(|s| {
-            s.settings
-                .custom_attributes
-                .into_iter()
-                .map(|a| a.name)
-                .collect()
-        })
-        .unwrap_or_default();
+    let custom: Vec<String> = custom_names(&state).await?;
     let mut header: Vec<String> = [
         "id",
         "source",
@@ -450,17 +432,7 @@ async fn show_user(
     ];
     let stored: BTreeMap<String, String> =
         serde_json::from_str(&r.custom_attributes).unwrap_or_default();
-    let configured: Vec<String> =
-        crate::settings::repo::find_source(&state.db.pool, ENTRA_SOURCE_ID)
-            .await?
-            .map(|s| {
-                s.settings
-                    .custom_attributes
-                    .into_iter()
-                    .map(|a| a.name)
-                    .collect()
-            })
-            .unwrap_or_default();
+    let configured: Vec<String> = custom_names(&state).await?;
     let custom = configured
         .iter()
         .map(|n| KeyValue {

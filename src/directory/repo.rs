@@ -510,7 +510,7 @@ pub async fn count_missing_column<'e>(
 }
 
 /// `LIKE` pattern that matches a JSON object holding the key `name`.
-fn custom_key_pattern(name: &str) -> String {
+pub fn custom_key_pattern(name: &str) -> String {
     format!("%{}%", escape_like(&format!("\"{name}\":")))
 }
 
