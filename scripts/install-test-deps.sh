@@ -11,3 +11,12 @@ if [ ! -d "$peers/node_modules/playwright-core" ] || [ "$peers/package-lock.json
   echo "Installing Node test peers in $peers"
   npm ci --prefix "$peers" --no-audit --no-fund --loglevel=error
 fi
+# Python peers (pysaml2 IdP, aiosmtpd SMTP server) in their own virtualenv; pysaml2 needs xmlsec1.
+scripts/apt-ensure.sh xmlsec1 python3 python3-venv
+py=tests/peers/python
+if [ ! -x "$py/.venv/bin/python" ] || [ "$py/requirements.txt" -nt "$py/.venv/.installed" ]; then
+  echo "Installing Python test peers in $py/.venv"
+  python3 -m venv "$py/.venv"
+  "$py/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$py/requirements.txt"
+  touch "$py/.venv/.installed"
+fi

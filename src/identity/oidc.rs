@@ -1,0 +1,1 @@
+//! OpenID Connect relying party protocol core (openidconnect). See docs/oidc.md.

@@ -1,0 +1,1 @@
+//! SAML 2.0 service provider protocol core (samael + xmlsec). See docs/saml.md.
