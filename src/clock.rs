@@ -10,6 +10,7 @@ pub type Millis = i64;
 pub const SECOND: Millis = 1_000;
 pub const MINUTE: Millis = 60 * SECOND;
 pub const HOUR: Millis = 60 * MINUTE;
+pub const DAY: Millis = 24 * HOUR;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {

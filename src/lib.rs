@@ -10,6 +10,7 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod identity;
+pub mod invitations;
 pub mod notifications;
 pub mod mail;
 pub mod ops;

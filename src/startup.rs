@@ -32,6 +32,10 @@ pub struct Options {
     pub start_workers: bool,
     /// Sync settings (retry policy, lease length, tick); default when `None`.
     pub sync: Option<crate::sync::SyncContext>,
+    /// Mail settings (outbox worker timings, lease, backoff, SMTP timeouts); default when `None`.
+    pub mail: Option<crate::mail::MailContext>,
+    /// Identity settings (HTTP client, JWKS cache, housekeeping period); default when `None`.
+    pub identity: Option<crate::identity::IdentityContext>,
 }
 
 impl Options {
@@ -41,6 +45,8 @@ impl Options {
             workers: None,
             start_workers: true,
             sync: None,
+            mail: None,
+            identity: None,
         }
     }
 }
@@ -83,12 +89,16 @@ impl Application {
             );
         }
         let sync = options.sync.clone().unwrap_or_default();
+        let mail = options.mail.clone().unwrap_or_default();
+        let identity = options.identity.clone().unwrap_or_default();
         let state = AppState {
             db,
             clock,
             base_url,
             master_key,
             sync,
+            mail,
+            identity,
         };
         let metrics = PrometheusMetricsBuilder::new("roster")
             .endpoint("/metrics")
@@ -138,6 +148,10 @@ impl Application {
         let maintenance = tokio::spawn(maintenance_loop(state.clone(), cancel.clone()));
         let sync_worker = start_workers
             .then(|| tokio::spawn(crate::sync::worker::run(state.clone(), cancel.clone())));
+        let outbox_worker = start_workers
+            .then(|| tokio::spawn(crate::mail::worker::run(state.clone(), cancel.clone())));
+        let identity_worker = start_workers
+            .then(|| tokio::spawn(crate::identity::worker::run(state.clone(), cancel.clone())));
         let signals = tokio::spawn(crate::shutdown::listen(cancel.clone()));
         let mut server = tokio::spawn(server);
         tokio::select! {
@@ -154,6 +168,13 @@ impl Application {
         }
         signals.abort();
         let _ = maintenance.await;
+        if let Some(w) = outbox_worker {
+            // It finishes the mail in flight; claimed rows it did not try are given back.
+            let _ = w.await;
+        }
+        if let Some(w) = identity_worker {
+            let _ = w.await;
+        }
         if let Some(w) = sync_worker {
             // The round in flight stops at its next page boundary; what it committed stays.
             let _ = w.await;

@@ -37,7 +37,11 @@ pub struct LoginQuery {
     signed_out: Option<String>,
 }
 
-async fn login_form(session: Session, q: web::Query<LoginQuery>) -> AppResult<HttpResponse> {
+async fn login_form(
+    state: web::Data<AppState>,
+    session: Session,
+    q: web::Query<LoginQuery>,
+) -> AppResult<HttpResponse> {
     if session.get::<String>(ADMIN_KEY).ok().flatten().is_some() {
         return Ok(see_other(after_login_target(&q.return_to)));
     }
@@ -47,6 +51,7 @@ async fn login_form(session: Session, q: web::Query<LoginQuery>) -> AppResult<Ht
         return_to: after_login_target(&q.return_to).to_owned(),
         error: None,
         signed_out: q.signed_out.is_some(),
+        sso_label: crate::identity::views::idp_label_for_login(&state).await?,
     };
     render(&page, StatusCode::OK)
 }
@@ -62,7 +67,7 @@ pub struct LoginInput {
 }
 
 /// Starts an authenticated session: new session id, admin id, fresh CSRF token.
-fn start_admin_session(session: &Session, admin_id: &str) -> anyhow::Result<()> {
+pub fn start_admin_session(session: &Session, admin_id: &str) -> anyhow::Result<()> {
     session.renew();
     session
         .insert(ADMIN_KEY, admin_id)
@@ -116,6 +121,7 @@ async fn login(
         return_to: after_login_target(&return_to).to_owned(),
         error: Some(message),
         signed_out: false,
+        sso_label: crate::identity::views::idp_label_for_login(&state).await?,
     };
     render(&page, status)
 }

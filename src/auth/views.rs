@@ -14,6 +14,8 @@ pub struct LoginPage {
     pub return_to: String,
     pub error: Option<String>,
     pub signed_out: bool,
+    /// "Sign in with …" when an identity provider is on for admin sign-in.
+    pub sso_label: Option<&'static str>,
 }
 
 #[derive(Template, WebTemplate)]

@@ -355,7 +355,7 @@ impl From<ResolveError> for AppError {
     }
 }
 
-fn facts(u: &UserRow) -> UserFacts {
+pub fn facts(u: &UserRow) -> UserFacts {
     UserFacts {
         id: u.id.clone(),
         external_id: u.external_id.clone().filter(|_| u.source != "local"),

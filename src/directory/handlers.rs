@@ -75,6 +75,8 @@ pub struct UserListQuery {
     #[serde(default)]
     apple_conflict: String,
     #[serde(default)]
+    invitation: String,
+    #[serde(default)]
     sort: String,
     #[serde(default)]
     dir: String,
@@ -90,6 +92,8 @@ impl UserListQuery {
             status: UserStatus::parse(&self.status),
             missing: nonempty(&self.missing),
             apple_conflict: !self.apple_conflict.is_empty(),
+            invitation: nonempty(&self.invitation)
+                .filter(|s| crate::invitations::model::InvitationState::parse(s).is_some()),
             sort: UserSort::parse(&self.sort).unwrap_or_default(),
             desc: self.dir == "desc",
         }
@@ -99,12 +103,13 @@ impl UserListQuery {
     fn filters(&self) -> String {
         let q = self.to_query();
         format!(
-            "q={}&source={}&status={}&missing={}&apple_conflict={}&sort={}&dir={}",
+            "q={}&source={}&status={}&missing={}&apple_conflict={}&invitation={}&sort={}&dir={}",
             enc(q.q.as_deref().unwrap_or("")),
             enc(q.source.as_deref().unwrap_or("")),
             q.status.map_or("", UserStatus::key),
             enc(q.missing.as_deref().unwrap_or("")),
             if q.apple_conflict { "1" } else { "" },
+            q.invitation.as_deref().unwrap_or(""),
             q.sort.key(),
             if q.desc { "desc" } else { "asc" },
         )
@@ -176,6 +181,24 @@ pub struct UsersPage {
     pub next_href: Option<String>,
     pub first_href: Option<String>,
     pub export_href: String,
+}
+
+/// The Users page's filters from posted pairs (the bulk invite form repeats them as hidden fields).
+pub fn user_query_from_pairs(pairs: &[(String, String)]) -> UserQuery {
+    let mut f = UserListQuery::default();
+    for (k, v) in pairs {
+        let slot = match k.as_str() {
+            "q" => &mut f.q,
+            "source" => &mut f.source,
+            "status" => &mut f.status,
+            "missing" => &mut f.missing,
+            "apple_conflict" => &mut f.apple_conflict,
+            "invitation" => &mut f.invitation,
+            _ => continue,
+        };
+        slot.clone_from(v);
+    }
+    f.to_query()
 }
 
 async fn list_users(
@@ -390,6 +413,7 @@ pub struct UserPage {
     pub apple_conflicts: Vec<(String, String)>,
     pub sync: Vec<KeyValue>,
     pub audit: Vec<AuditItem>,
+    pub invitations: crate::invitations::views::UserInvitations,
 }
 
 async fn load_user(state: &AppState, id: &str) -> AppResult<UserRow> {
@@ -475,6 +499,12 @@ async fn show_user(
         sync.push(kv("Why", r.not_synced_reason.clone()));
     }
     let audit = repo::audit_for_target(&state.db.pool, &r.id, 50).await?;
+    let invitations = crate::invitations::views::UserInvitations::load(
+        &state,
+        &r.id,
+        r.mail.as_deref().is_some_and(|m| !m.trim().is_empty()),
+    )
+    .await?;
     let page = UserPage {
         ctx: PageCtx::admin(
             &state,
@@ -494,6 +524,7 @@ async fn show_user(
         apple_conflicts,
         sync,
         audit: audit.iter().map(AuditItem::from).collect(),
+        invitations,
     };
     render(&page, StatusCode::OK)
 }

@@ -132,6 +132,8 @@ pub struct UserQuery {
     pub missing: Option<String>,
     /// Only users whose Managed Apple ID another user has too.
     pub apple_conflict: bool,
+    /// `none` (not invited), `invited` or `registered`.
+    pub invitation: Option<String>,
     pub sort: UserSort,
     pub desc: bool,
 }

@@ -814,6 +814,10 @@ pub async fn list_users_page<'e>(
             "not_synced_at IS NULL AND custom_attributes NOT LIKE {p} ESCAPE '\\'"
         ));
     }
+    if let Some(inv) = &query.invitation {
+        let p = next(&mut args, Arg::Text(inv.clone()));
+        clauses.push(format!("invitation_state = {p}"));
+    }
     if query.apple_conflict {
         clauses.push(format!(
             "not_synced_at IS NULL AND managed_apple_id IN ({APPLE_CONFLICTS})"

@@ -9,6 +9,7 @@ use crate::audit::repo as audit_repo;
 use crate::clock::Millis;
 use crate::db::Db;
 use crate::db::ids::new_id;
+use crate::directory::model::UserQuery;
 use crate::directory::repo::{self, LocalUser};
 use crate::error::FieldErrors;
 use crate::settings::model::{ENTRA_SOURCE_ID, EntraSettings};
@@ -327,4 +328,21 @@ mod tests {
             "email is optional"
         );
     }
+}
+
+/// Every user id the Users page's filters select, read a keyset page at a time (for "Invite all matching").
+pub async fn all_user_ids(db: &Db, query: &UserQuery) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let rows = repo::list_users_page(&db.pool, query, cursor.as_ref(), 1000).await?;
+        let Some(last) = rows.last() else { break };
+        cursor = Some(repo::cursor_of(last, query.sort));
+        let n = rows.len();
+        ids.extend(rows.into_iter().map(|r| r.id));
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(ids)
 }

@@ -53,6 +53,17 @@ pub async fn resolve<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Dedup keys of the open notifications of one kind.
+pub async fn list_open_keys<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    kind: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT dedup_key FROM notifications WHERE kind = $1 AND resolved_at IS NULL")
+        .bind(kind)
+        .fetch_all(ex)
+        .await
+}
+
 pub async fn count_open<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE resolved_at IS NULL")
         .fetch_one(ex)

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::web::Routes;
 
 const CSS: &str = include_str!("../../static/css/roster.css");
+const JS: &str = include_str!("../../static/js/roster.js");
 
 struct Asset {
     /// Path below `/static/`, with the content hash in the file name.
@@ -19,7 +20,12 @@ struct Asset {
 }
 
 static ASSETS: LazyLock<Vec<Asset>> =
-    LazyLock::new(|| vec![hashed("css/roster", "css", CSS, "text/css; charset=utf-8")]);
+    LazyLock::new(|| {
+        vec![
+            hashed("css/roster", "css", CSS, "text/css; charset=utf-8"),
+            hashed("js/roster", "js", JS, "text/javascript; charset=utf-8"),
+        ]
+    });
 
 fn hashed(stem: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
     let digest = Sha256::digest(body.as_bytes());
@@ -38,6 +44,11 @@ pub fn css_href() -> &'static str {
     ASSETS
         .first()
         .map_or("/static/css/roster.css", |a| a.href.as_str())
+}
+
+/// The script's URL for pages that use it.
+pub fn js_href() -> &'static str {
+    ASSETS.get(1).map_or("/static/js/roster.js", |a| a.href.as_str())
 }
 
 pub fn configure(r: &mut Routes<'_>) {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub base_url: BaseUrl,
     pub master_key: MasterKey,
     pub sync: crate::sync::SyncContext,
+    pub mail: crate::mail::MailContext,
+    pub identity: crate::identity::IdentityContext,
 }
 
 /// Mounts every area. The order here is the route table; `Routes::table()` lists it for tests.
@@ -38,6 +40,9 @@ pub fn mount(r: &mut Routes<'_>) {
     crate::sync::handlers::configure(r);
     crate::directory::handlers::configure(r);
     crate::configurations::handlers::configure(r);
+    crate::identity::handlers::configure(r);
+    crate::invitations::handlers::configure(r);
+    crate::mail::handlers::configure(r);
     crate::notifications::handlers::configure(r);
     crate::audit::handlers::configure(r);
 }

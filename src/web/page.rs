@@ -16,6 +16,9 @@ use crate::web::{AppState, assets, csrf};
 pub enum Section {
     Dashboard,
     EntraUserSource,
+    Identity,
+    Invitations,
+    Mail,
     Sync,
     Users,
     Groups,
@@ -34,6 +37,14 @@ const NAV: &[(Section, &str, &str, &str)] = &[
         "/admin/azure/entra-user-source",
     ),
     (Section::Sync, "Microsoft Azure", "Sync", "/admin/sync"),
+    (Section::Identity, "Identity", "Identity Providers", "/admin/identity"),
+    (
+        Section::Invitations,
+        "Identity",
+        "Invitations",
+        "/admin/invitations",
+    ),
+    (Section::Mail, "Identity", "Mail (SMTP)", "/admin/mail"),
     (Section::Users, "Directory", "Users", "/admin/users"),
     (Section::Groups, "Directory", "Groups", "/admin/groups"),
     (

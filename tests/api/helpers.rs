@@ -266,3 +266,33 @@ async fn runs_on_the_requested_backend() {
     assert_eq!(app.backend(), want);
     assert!(app.db.is_ready().await.unwrap());
 }
+
+/// A second app instance on `first`'s database and master key (two instances sharing one database; on
+/// SQLite both open the same file). Its own clock, data folder and options.
+pub async fn spawn_app_sharing(first: &TestApp, options: Options) -> TestApp {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::for_data_dir(tmp.path().to_path_buf());
+    settings.database_url = Some(first.database_url.clone());
+    settings.master_key_file = Some(first.data_dir.join("master.key"));
+    let clock = OffsetClock::new();
+    let app = Application::build(&settings, clock.clone(), options)
+        .await
+        .expect("the second app starts");
+    let port = app.port();
+    let state = app.state().clone();
+    let cancel = app.cancel_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        setup_link: None,
+        clock,
+        db: state.db.clone(),
+        state,
+        database_url: first.database_url.clone(),
+        data_dir: tmp.path().to_path_buf(),
+        client: first.new_client(),
+        cancel,
+        _tmp: tmp,
+    }
+}

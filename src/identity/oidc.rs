@@ -1,1 +1,0 @@
-//! OpenID Connect relying party protocol core (openidconnect). See docs/oidc.md.
