@@ -196,12 +196,14 @@ async fn sync_once(settings: &Settings) -> anyhow::Result<()> {
     let sync = roster::sync::SyncContext::default();
     let cancel = tokio_util::sync::CancellationToken::new();
     tokio::spawn(roster::shutdown::listen(cancel.clone()));
+    let base_url = settings.base_url_for(settings.bind_addr()?)?;
     let deps = RoundDeps {
         db: &db,
         clock: &clock,
         master_key: &master_key,
         sync: &sync,
         cancel: &cancel,
+        base_url: &base_url,
     };
     let result = run_round(&deps, Trigger::Cli).await;
     db.close().await;

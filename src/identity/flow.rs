@@ -255,7 +255,9 @@ async fn pending_request(
         return Ok(Err(unknown()));
     };
     let kind_is_saml = IdpKind::from_key(&row.kind).is_some_and(IdpKind::is_saml);
-    if row.answered_at.is_some() || kind_is_saml != saml_expected {
+    // A SAML request answered already is still verified, so that a replayed response is refused as a
+    // replay (by the assertion-id cache) rather than as an unknown request.
+    if (row.answered_at.is_some() && !saml_expected) || kind_is_saml != saml_expected {
         return Ok(Err(unknown()));
     }
     if row.expires_at < now {
@@ -290,6 +292,11 @@ pub async fn handle_saml_response(
     };
     match check_saml(state, &request, saml_response).await? {
         Ok(answer) => accept(state, meta, &request, answer).await,
+        Err(r) if request.answered_at.is_some() => {
+            // Nothing more to record on a request that was answered already.
+            refuse(state, meta, None, &request.kind, &r).await?;
+            Ok(Handled::Refused(r))
+        }
         Err(r) => {
             refuse(state, meta, Some(&request), &request.kind, &r).await?;
             Ok(Handled::Continue {
@@ -512,10 +519,12 @@ async fn accept(
     )
     .await?;
     if !recorded {
-        return Ok(Handled::Refused(Refusal::new(
-            "unknown_request",
+        let r = Refusal::new(
+            "replayed",
             "This sign-in answer was used already. Start again from the sign-in page.",
-        )));
+        );
+        refuse(state, _meta, None, &request.kind, &r).await?;
+        return Ok(Handled::Refused(r));
     }
     Ok(Handled::Continue {
         request_id: request.id.clone(),

@@ -81,6 +81,8 @@ pub struct RoundDeps<'a> {
     pub master_key: &'a MasterKey,
     pub sync: &'a SyncContext,
     pub cancel: &'a CancellationToken,
+    /// For registration links in automatic invitations.
+    pub base_url: &'a crate::config::BaseUrl,
 }
 
 /// Builds a Graph client from stored settings.
@@ -633,6 +635,22 @@ async fn sync_users(
             .map(|r| r.external_id.clone())
             .collect();
         dir::forget_removals(&mut tx, &source.id, &seen).await?;
+        // "Automatically invite users imported from Entra ID": new users get their invitation in the same
+        // transaction that imports them, so each is invited exactly once.
+        if source.settings.auto_invite {
+            let invited = crate::invitations::service::auto_invite_new_users(
+                &mut tx,
+                deps.base_url,
+                &source.id,
+                run_id,
+                &seen,
+                now,
+            )
+            .await?;
+            if invited > 0 {
+                tracing::info!(count = invited, "Invited new users automatically.");
+            }
+        }
         // Removals wait for the end of the round: the deletion safety decides there.
         let removals: Vec<(String, &str)> = parsed
             .removed

@@ -34,6 +34,7 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
         master_key: &state.master_key,
         sync: &state.sync,
         cancel,
+        base_url: &state.base_url,
     };
     match run_round(&deps, trigger).await {
         Ok(_) => Ok(true),

@@ -11,7 +11,7 @@ use roster::mail::{MailContext, worker};
 use roster::startup::Options;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, assert_redirect_to, spawn_app_sharing, spawn_app_with};
+use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER, TestApp, assert_redirect_to, spawn_app_sharing, spawn_app_with};
 use crate::smtp_peer::SmtpPeer;
 
 /// Fast timings for tests that let the worker run on its own.
@@ -390,9 +390,16 @@ async fn mail_still_failing_after_24_hours_is_given_up() {
     app.clock.advance(HOUR);
     assert_eq!(worker::run_once(&app.state, &cancel).await.unwrap().claimed, 0);
     assert!(peer.messages().is_empty());
+    relogin(&app).await;
     let page = app.get_html("/admin/mail").await;
     assert!(page.contains("data-test=\"outbox-failed\">1<"), "{page}");
     assert!(page.contains("data-status=\"failed\""));
+}
+
+/// Signs in again after the clock moved past the session's idle timeout.
+async fn relogin(app: &TestApp) {
+    let resp = app.login(ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_redirect_to(&resp, "/admin");
 }
 
 async fn open_failing_notification(app: &TestApp) -> Option<String> {
@@ -423,6 +430,7 @@ async fn failing_mail_raises_a_notification_that_clears_after_recovery() {
     let body = open_failing_notification(&app).await.expect("raised at the threshold");
     assert!(body.contains("The last 3 attempts"), "{body}");
     assert!(body.contains(&format!("127.0.0.1:{}", peer.port())), "last error in it: {body}");
+    relogin(&app).await;
     let html = app.get_html("/admin/notifications").await;
     assert!(html.contains("Invitation mail is failing"), "{html}");
     // Recovery.

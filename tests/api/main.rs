@@ -14,6 +14,7 @@ mod csrf;
 mod delta;
 mod directory;
 mod helpers;
+mod identity;
 mod mail;
 mod notifications;
 mod oidc_peer;

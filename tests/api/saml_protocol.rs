@@ -126,9 +126,10 @@ fn assert_alice(a: &VerifiedAssertion) {
 
 /// The byte range of the first element with local name `local` (e.g. "Assertion"), and its prefix.
 fn element_span(xml: &str, local: &str) -> (usize, usize, String) {
-    let needle = format!(":{local} ");
-    let colon = xml
-        .find(&needle)
+    let colon = [format!(":{local} "), format!(":{local}>")]
+        .iter()
+        .filter_map(|needle| xml.find(needle.as_str()))
+        .min()
         .unwrap_or_else(|| panic!("no {local} in {xml}"));
     let start = xml[..colon].rfind('<').unwrap();
     let prefix = xml[start + 1..colon].to_owned();
@@ -154,6 +155,10 @@ fn evil_assertion(xml: &str, id: &str) -> String {
 
 /// A wrapping attack must be refused, or else yield alice's signed assertion, never mallory.
 fn assert_wrapping_defeated(result: Result<VerifiedAssertion, SamlError>, signed_id: &str) {
+    eprintln!(
+        "wrapping outcome: {:?}",
+        result.as_ref().map(|a| (&a.assertion_id, &a.name_id))
+    );
     match result {
         Ok(a) => {
             assert_eq!(a.name_id.as_deref(), Some("alice@example.com"));

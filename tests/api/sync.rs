@@ -60,6 +60,7 @@ async fn round_with(
         master_key: &app.state.master_key,
         sync,
         cancel,
+        base_url: &app.state.base_url,
     };
     run_round(&deps, Trigger::Manual).await
 }

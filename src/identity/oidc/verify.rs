@@ -18,6 +18,9 @@ use super::jwks::JwksCache;
 use super::{ClientConfig, IdClaims, OidcError, OidcProvider};
 use crate::clock::{MINUTE, Millis};
 
+/// A decoded JWT header or payload.
+type JsonObject = Map<String, Value>;
+
 /// Allowed clock difference between us and the provider for `exp`, `iat` and `nbf`.
 pub const CLOCK_SKEW: Millis = 5 * MINUTE;
 
@@ -116,9 +119,7 @@ pub(crate) async fn validate_id_token(
 }
 
 /// Splits a compact JWS and decodes its header and payload without verifying anything.
-pub(crate) fn decode_unverified(
-    raw: &str,
-) -> Result<(Map<String, Value>, Map<String, Value>), OidcError> {
+pub(crate) fn decode_unverified(raw: &str) -> Result<(JsonObject, JsonObject), OidcError> {
     let mut parts = raw.split('.');
     let (Some(h), Some(p), Some(_sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -178,14 +178,16 @@ fn check_status(response: &Element) -> Result<(), SamlError> {
 }
 
 /// Every ds:Signature must use SHA-256 or stronger, for the signature and for each reference digest.
+/// (xmlsec enforces the same list again; this check only gives a clearer refusal.) A signature without
+/// SignedInfo is refused as a bad signature.
 fn check_algorithms(envelope: &Element) -> Result<(), SamlError> {
-    let mut bad: Option<String> = None;
+    let mut bad: Option<SamlError> = None;
     envelope.any_descendant(&mut |e| {
         if !e.is(NS_DSIG, "Signature") {
             return false;
         }
         let Some(si) = e.child(NS_DSIG, "SignedInfo") else {
-            bad = Some("no SignedInfo".into());
+            bad = Some(SamlError::BadSignature);
             return true;
         };
         let method = si
@@ -196,7 +198,7 @@ fn check_algorithms(envelope: &Element) -> Result<(), SamlError> {
             .iter()
             .any(|a| a.signature_uri() == method)
         {
-            bad = Some(method.to_owned());
+            bad = Some(SamlError::WeakSignatureAlgorithm(method.to_owned()));
             return true;
         }
         for r in si.children_named(NS_DSIG, "Reference") {
@@ -205,14 +207,14 @@ fn check_algorithms(envelope: &Element) -> Result<(), SamlError> {
                 .and_then(|m| m.attr("Algorithm"))
                 .unwrap_or_default();
             if !ALLOWED_ALGORITHMS.iter().any(|a| a.digest_uri() == digest) {
-                bad = Some(digest.to_owned());
+                bad = Some(SamlError::WeakSignatureAlgorithm(digest.to_owned()));
                 return true;
             }
         }
         false
     });
     match bad {
-        Some(alg) => Err(SamlError::WeakSignatureAlgorithm(alg)),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }
