@@ -19,7 +19,8 @@ pub const PATH: &str = "/admin/mail";
 const TITLE: &str = "Admin > Identity > Mail (SMTP)";
 
 pub fn configure(r: &mut Routes<'_>) {
-    r.get(PATH, show_mail_settings).post(PATH, submit_mail_settings);
+    r.get(PATH, show_mail_settings)
+        .post(PATH, submit_mail_settings);
 }
 
 async fn page(
@@ -34,9 +35,7 @@ async fn page(
     form.password.clear();
     form.clear_password = false;
     let stored = repo::find_settings(&state.db.pool).await?;
-    let has_password = stored
-        .as_ref()
-        .is_some_and(|s| s.password_sealed.is_some());
+    let has_password = stored.as_ref().is_some_and(|s| s.password_sealed.is_some());
     let now = state.clock.now_ms();
     let outbox = OutboxView::new(service::summary(&state.db, now).await?, now);
     let ctx = PageCtx::admin(state, session, admin, Section::Mail, TITLE).await?;
@@ -129,7 +128,15 @@ async fn submit_mail_settings(
                 ),
             },
         };
-        let p = page(&state, &session, &admin, form, FieldErrors::new(), Some(outcome)).await?;
+        let p = page(
+            &state,
+            &session,
+            &admin,
+            form,
+            FieldErrors::new(),
+            Some(outcome),
+        )
+        .await?;
         return render(&p, StatusCode::OK);
     }
     match service::save(

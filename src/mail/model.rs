@@ -87,16 +87,27 @@ impl SmtpForm {
         let mut e = FieldErrors::new();
         let host = self.host.trim();
         if host.is_empty() {
-            e.insert("host", "Enter the mail server's host name, e.g. smtp.example.com.".into());
+            e.insert(
+                "host",
+                "Enter the mail server's host name, e.g. smtp.example.com.".into(),
+            );
         } else if host.len() > 253
-            || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
         {
-            e.insert("host", "Enter a host name or IP address only, without spaces, scheme or path.".into());
+            e.insert(
+                "host",
+                "Enter a host name or IP address only, without spaces, scheme or path.".into(),
+            );
         }
         let port = match self.port.trim().parse::<u16>() {
             Ok(p) if p > 0 => Some(p),
             _ => {
-                e.insert("port", "Enter a port number from 1 to 65535 (usually 587, 465 or 25).".into());
+                e.insert(
+                    "port",
+                    "Enter a port number from 1 to 65535 (usually 587, 465 or 25).".into(),
+                );
                 None
             }
         };
@@ -106,23 +117,41 @@ impl SmtpForm {
         }
         let username = self.username.trim();
         if has_control(username) || username.len() > 320 {
-            e.insert("username", "The user name may not contain line breaks.".into());
+            e.insert(
+                "username",
+                "The user name may not contain line breaks.".into(),
+            );
         }
         if !self.password.is_empty() && username.is_empty() {
-            e.insert("username", "Enter the user name that goes with the password.".into());
+            e.insert(
+                "username",
+                "Enter the user name that goes with the password.".into(),
+            );
         }
         if self.password.len() > 1024 {
-            e.insert("password", "The password is too long (at most 1024 characters).".into());
+            e.insert(
+                "password",
+                "The password is too long (at most 1024 characters).".into(),
+            );
         }
         let from_name = self.from_name.trim();
         if has_control(from_name) || from_name.len() > 200 {
-            e.insert("from_name", "Enter a name on one line, at most 200 characters.".into());
+            e.insert(
+                "from_name",
+                "Enter a name on one line, at most 200 characters.".into(),
+            );
         }
         let from_address = self.from_address.trim();
         if from_address.is_empty() {
-            e.insert("from_address", "Enter the address mail is sent from, e.g. roster@example.com.".into());
+            e.insert(
+                "from_address",
+                "Enter the address mail is sent from, e.g. roster@example.com.".into(),
+            );
         } else if !is_address(from_address) {
-            e.insert("from_address", "This is not a valid email address (expected name@example.com).".into());
+            e.insert(
+                "from_address",
+                "This is not a valid email address (expected name@example.com).".into(),
+            );
         }
         match (port, security) {
             (Some(port), Some(security)) if e.is_empty() => Ok(SmtpSettings {
@@ -142,11 +171,21 @@ impl SmtpForm {
         let to = self.test_to.trim();
         let mut e = FieldErrors::new();
         if to.is_empty() {
-            e.insert("test_to", "Enter the address to send the test email to.".into());
+            e.insert(
+                "test_to",
+                "Enter the address to send the test email to.".into(),
+            );
         } else if !is_address(to) {
-            e.insert("test_to", "This is not a valid email address (expected name@example.com).".into());
+            e.insert(
+                "test_to",
+                "This is not a valid email address (expected name@example.com).".into(),
+            );
         }
-        if e.is_empty() { Ok(to.to_owned()) } else { Err(e) }
+        if e.is_empty() {
+            Ok(to.to_owned())
+        } else {
+            Err(e)
+        }
     }
 }
 

@@ -200,7 +200,8 @@ pub async fn claim_due<'e>(
     lease_until: Millis,
     limit: i64,
 ) -> sqlx::Result<Vec<OutboxRow>> {
-    let due = "status = 'queued' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)";
+    let due =
+        "status = 'queued' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)";
     let mut rows: Vec<OutboxRow> = sqlx::query_as(&format!(
         "UPDATE mail_outbox SET lease_owner = $1, lease_until = $2 \
          WHERE {due} AND id IN (SELECT id FROM mail_outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT $4) \
@@ -333,10 +334,12 @@ pub async fn get_mail<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,
 ) -> sqlx::Result<Option<OutboxRow>> {
-    sqlx::query_as(&format!("SELECT {OUTBOX_COLS} FROM mail_outbox WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {OUTBOX_COLS} FROM mail_outbox WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await
 }
 
 /// Newest first.
@@ -366,11 +369,7 @@ pub async fn count_summary<'e>(
     .bind(since)
     .fetch_one(ex)
     .await?;
-    Ok((
-        row.0.unwrap_or(0),
-        row.1.unwrap_or(0),
-        row.2.unwrap_or(0),
-    ))
+    Ok((row.0.unwrap_or(0), row.1.unwrap_or(0), row.2.unwrap_or(0)))
 }
 
 // ---- delivery state ----

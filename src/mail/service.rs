@@ -191,15 +191,7 @@ pub async fn send_test(
     );
     let result = async {
         let t = transport::build(settings, password, mail.test_timeout)?;
-        let msg = transport::message(
-            settings,
-            to,
-            None,
-            "Roster test email",
-            &text,
-            &html,
-            None,
-        )?;
+        let msg = transport::message(settings, to, None, "Roster test email", &text, &html, None)?;
         transport::send(&t, settings, msg, mail.test_timeout).await
     }
     .await;

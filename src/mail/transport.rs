@@ -48,7 +48,11 @@ pub fn build(
         .tls(tls)
         .timeout(Some(timeout))
         // One connection per pass is enough; idle ones close quickly so a restarted server is seen.
-        .pool_config(PoolConfig::new().max_size(1).idle_timeout(Duration::from_secs(5)));
+        .pool_config(
+            PoolConfig::new()
+                .max_size(1)
+                .idle_timeout(Duration::from_secs(5)),
+        );
     if let (Some(user), Some(pass)) = (s.username.as_deref(), password) {
         b = b.credentials(Credentials::new(
             user.to_owned(),
@@ -78,7 +82,9 @@ pub fn message(
     let to = Mailbox::new(
         to_name.filter(|n| !n.is_empty()).map(str::to_owned),
         to_address.parse().map_err(|e| {
-            SendError::Message(format!("The recipient address {to_address:?} is not valid: {e}."))
+            SendError::Message(format!(
+                "The recipient address {to_address:?} is not valid: {e}."
+            ))
         })?,
     );
     let domain = s
@@ -136,7 +142,9 @@ pub fn describe(e: &smtp::Error, s: &SmtpSettings) -> SendError {
         }
     };
     if e.is_timeout() {
-        SendError::Connection(format!("The mail server at {server} did not answer in time ({chain})."))
+        SendError::Connection(format!(
+            "The mail server at {server} did not answer in time ({chain})."
+        ))
     } else if e.is_permanent() || e.is_transient() {
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
         let hint = if code == "535" || code == "534" || code == "530" {
@@ -157,6 +165,8 @@ pub fn describe(e: &smtp::Error, s: &SmtpSettings) -> SendError {
              security setting and the port."
         ))
     } else {
-        SendError::Connection(format!("Could not connect to the mail server at {server}: {chain}."))
+        SendError::Connection(format!(
+            "Could not connect to the mail server at {server}: {chain}."
+        ))
     }
 }

@@ -69,7 +69,13 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
     while let Some(row) = iter.next() {
         if cancel.is_cancelled() {
             // Leave the rest to the lease's expiry or to the next start.
-            postpone_all(db, ctx, std::iter::once(row).chain(iter), state.clock.now_ms()).await;
+            postpone_all(
+                db,
+                ctx,
+                std::iter::once(row).chain(iter),
+                state.clock.now_ms(),
+            )
+            .await;
             break;
         }
         let now = state.clock.now_ms();
@@ -188,12 +194,11 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     );
     loop {
         let full = match run_once(&state, &cancel).await {
-            Ok(r) => r.claimed > 0 && i64::try_from(r.claimed).unwrap_or(0) >= state.mail.batch_size,
+            Ok(r) => {
+                r.claimed > 0 && i64::try_from(r.claimed).unwrap_or(0) >= state.mail.batch_size
+            }
             Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Outbox pass failed; will retry."
-                );
+                tracing::warn!(error = format!("{e:#}"), "Outbox pass failed; will retry.");
                 false
             }
         };

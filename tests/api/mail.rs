@@ -11,7 +11,9 @@ use roster::mail::{MailContext, worker};
 use roster::startup::Options;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER, TestApp, assert_redirect_to, spawn_app_sharing, spawn_app_with};
+use crate::helpers::{
+    ADMIN_PASSWORD, ADMIN_USER, TestApp, assert_redirect_to, spawn_app_sharing, spawn_app_with,
+};
 use crate::smtp_peer::SmtpPeer;
 
 /// Fast timings for tests that let the worker run on its own.
@@ -89,7 +91,7 @@ fn mail(n: usize, ref_id: Option<&str>) -> OutgoingMail {
 /// Enqueues in one transaction, as a producer does, then wakes the worker.
 async fn enqueue_all(app: &TestApp, mails: &[OutgoingMail]) -> Vec<String> {
     let mut tx = app.db.begin().await.unwrap();
-    let ids = outbox::enqueue_many(&mut *tx, mails, app.clock.now_ms())
+    let ids = outbox::enqueue_many(&mut tx, mails, app.clock.now_ms())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -122,10 +124,17 @@ fn assert_exactly_once(peer: &SmtpPeer, expected: usize) {
     let ids: HashSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
     let subjects: HashSet<&str> = got.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(got.len(), expected, "mails received");
-    assert_eq!(ids.len(), expected, "distinct Message-IDs: a mail was sent twice");
-    assert_eq!(subjects.len(), expected, "distinct subjects: a mail was sent twice");
+    assert_eq!(
+        ids.len(),
+        expected,
+        "distinct Message-IDs: a mail was sent twice"
+    );
+    assert_eq!(
+        subjects.len(),
+        expected,
+        "distinct subjects: a mail was sent twice"
+    );
 }
-
 
 #[tokio::test]
 async fn smtp_settings_refuse_bad_input_and_keep_it() {
@@ -143,17 +152,26 @@ async fn smtp_settings_refuse_bad_input_and_keep_it() {
     assert_eq!(resp.status().as_u16(), 422);
     let html = resp.text().await.unwrap();
     for field in ["host", "port", "from_address"] {
-        assert!(html.contains(&format!("data-test=\"error-{field}\"")), "error next to {field}");
+        assert!(
+            html.contains(&format!("data-test=\"error-{field}\"")),
+            "error next to {field}"
+        );
     }
     assert!(html.contains("value=\"70000\""), "typed port kept");
-    assert!(html.contains("value=\"not-an-address\""), "typed address kept");
+    assert!(
+        html.contains("value=\"not-an-address\""),
+        "typed address kept"
+    );
     assert!(html.contains("value=\"Kept Name\""), "other input kept");
     let stored: (String, i64, String) =
         sqlx::query_as("SELECT host, port, from_address FROM smtp_settings")
             .fetch_one(&app.db.pool)
             .await
             .unwrap();
-    assert_eq!(stored, ("127.0.0.1".into(), 2525, "roster@example.test".into()));
+    assert_eq!(
+        stored,
+        ("127.0.0.1".into(), 2525, "roster@example.test".into())
+    );
     let saves = app
         .audit_actions()
         .await
@@ -198,7 +216,11 @@ async fn the_smtp_password_is_write_only_and_sealed_at_rest() {
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    assert_eq!(after.as_deref(), Some(sealed.as_str()), "kept when left blank");
+    assert_eq!(
+        after.as_deref(),
+        Some(sealed.as_str()),
+        "kept when left blank"
+    );
     let key = &app.state.master_key;
     use secrecy::ExposeSecret;
     assert_eq!(key.open(&sealed).unwrap().expose_secret(), PASSWORD);
@@ -208,7 +230,11 @@ async fn the_smtp_password_is_write_only_and_sealed_at_rest() {
         .await
         .unwrap();
     assert!(details.iter().all(|d| !d.contains(PASSWORD)));
-    assert!(details.iter().any(|d| d.contains("changed (value not recorded)")));
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("changed (value not recorded)"))
+    );
     // Clear it.
     let mut clear = keep.clone();
     clear.push(("clear_password", "on".into()));
@@ -231,17 +257,49 @@ async fn a_test_email_arrives_as_text_and_html() {
     let resp = post_mail(&app, &form).await;
     assert_eq!(resp.status().as_u16(), 200);
     let html = resp.text().await.unwrap();
-    assert!(html.contains("data-test=\"test-result\" data-ok=\"true\""), "{html}");
+    assert!(
+        html.contains("data-test=\"test-result\" data-ok=\"true\""),
+        "{html}"
+    );
     let got = peer.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].to, vec!["admin@example.test".to_owned()]);
     assert_eq!(got[0].from, "roster@example.test");
     assert_eq!(got[0].content_type, "multipart/alternative");
-    assert!(got[0].text.as_deref().unwrap().contains("test email from Roster"));
-    assert!(got[0].html.as_deref().unwrap().contains("<strong>Roster</strong>"));
-    assert!(got[0].raw.contains("From: \"Roster Test\" <roster@example.test>") || got[0].raw.contains("From: Roster Test <roster@example.test>"), "{}", got[0].raw);
-    assert_eq!(app.count("mail_outbox").await, 0, "a test bypasses the outbox");
+    assert!(
+        got[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("test email from Roster")
+    );
+    assert!(
+        got[0]
+            .html
+            .as_deref()
+            .unwrap()
+            .contains("<strong>Roster</strong>")
+    );
+    assert!(
+        got[0]
+            .raw
+            .contains("From: \"Roster Test\" <roster@example.test>")
+            || got[0]
+                .raw
+                .contains("From: Roster Test <roster@example.test>"),
+        "{}",
+        got[0].raw
+    );
+    assert_eq!(
+        app.count("mail_outbox").await,
+        0,
+        "a test bypasses the outbox"
+    );
     assert_eq!(app.count("smtp_settings").await, 0, "a test saves nothing");
-    assert!(app.audit_actions().await.contains(&"mail.test_sent".to_owned()));
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"mail.test_sent".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -254,18 +312,35 @@ async fn a_test_email_with_the_server_down_shows_a_plain_error() {
     form.push(("action", "test".into()));
     let started = Instant::now();
     let resp = post_mail(&app, &form).await;
-    assert!(started.elapsed() < Duration::from_secs(8), "bounded by the test timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded by the test timeout"
+    );
     assert_eq!(resp.status().as_u16(), 200);
     let html = resp.text().await.unwrap();
-    assert!(html.contains("data-test=\"test-result\" data-ok=\"false\""), "{html}");
-    let expected = format!("Could not connect to the mail server at 127.0.0.1:{}", peer.port());
-    assert!(html.contains(&expected), "plain error naming the server: {html}");
+    assert!(
+        html.contains("data-test=\"test-result\" data-ok=\"false\""),
+        "{html}"
+    );
+    let expected = format!(
+        "Could not connect to the mail server at 127.0.0.1:{}",
+        peer.port()
+    );
+    assert!(
+        html.contains(&expected),
+        "plain error naming the server: {html}"
+    );
     // A missing recipient is a field error, not a send.
     let mut no_to = smtp_form(peer.port());
     no_to.push(("action", "test".into()));
     let resp = post_mail(&app, &no_to).await;
     assert_eq!(resp.status().as_u16(), 422);
-    assert!(resp.text().await.unwrap().contains("data-test=\"error-test_to\""));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("data-test=\"error-test_to\"")
+    );
 }
 
 #[tokio::test]
@@ -279,7 +354,10 @@ async fn queued_mail_is_delivered_exactly_once() {
     assert_eq!(got[0].to, vec!["user1@example.test".to_owned()]);
     assert!(got[0].text.as_deref().unwrap().contains("plain text"));
     assert!(got[0].html.as_deref().unwrap().contains("<b>1</b>"));
-    assert!(got[0].message_id.contains(&ids[0]), "Message-ID carries the outbox id");
+    assert!(
+        got[0].message_id.contains(&ids[0]),
+        "Message-ID carries the outbox id"
+    );
     wait_until("the row marked sent", Duration::from_secs(5), || async {
         statuses(&app).await[0].1 == "sent"
     })
@@ -298,7 +376,10 @@ async fn queued_mail_is_delivered_exactly_once() {
     assert_eq!(latest.attempts, 1);
     assert!(latest.sent_at.is_some());
     let page = app.get_html("/admin/mail").await;
-    assert!(page.contains("data-test=\"outbox-sent\">1<"), "summary counts it");
+    assert!(
+        page.contains("data-test=\"outbox-sent\">1<"),
+        "summary counts it"
+    );
     assert!(page.contains("data-status=\"sent\""));
 }
 
@@ -312,7 +393,10 @@ async fn mail_queued_during_an_outage_goes_out_once_the_server_is_back() {
     enqueue_all(&app, &mails).await;
     // The worker tries, fails and backs off.
     wait_until("failed attempts", Duration::from_secs(10), || async {
-        statuses(&app).await.iter().any(|(_, s, a)| s == "queued" && *a >= 2)
+        statuses(&app)
+            .await
+            .iter()
+            .any(|(_, s, a)| s == "queued" && *a >= 2)
     })
     .await;
     assert!(peer.messages().is_empty());
@@ -370,7 +454,10 @@ async fn mail_still_failing_after_24_hours_is_given_up() {
     let r = worker::run_once(&app.state, &cancel).await.unwrap();
     assert_eq!((r.claimed, r.failed_attempts, r.given_up), (1, 1, 0));
     // Backoff: not due again at once.
-    assert_eq!(worker::run_once(&app.state, &cancel).await.unwrap().claimed, 0);
+    assert_eq!(
+        worker::run_once(&app.state, &cancel).await.unwrap().claimed,
+        0
+    );
     app.clock.advance(2 * MINUTE);
     let r = worker::run_once(&app.state, &cancel).await.unwrap();
     assert_eq!((r.claimed, r.given_up), (1, 0), "retried after the backoff");
@@ -388,7 +475,10 @@ async fn mail_still_failing_after_24_hours_is_given_up() {
     // Given up means never tried again, even once the server is back.
     peer.restart();
     app.clock.advance(HOUR);
-    assert_eq!(worker::run_once(&app.state, &cancel).await.unwrap().claimed, 0);
+    assert_eq!(
+        worker::run_once(&app.state, &cancel).await.unwrap().claimed,
+        0
+    );
     assert!(peer.messages().is_empty());
     relogin(&app).await;
     let page = app.get_html("/admin/mail").await;
@@ -421,15 +511,26 @@ async fn failing_mail_raises_a_notification_that_clears_after_recovery() {
     enqueue_all(&app, &[mail(1, None), mail(2, None)]).await;
     for pass in 1..=3 {
         let r = worker::run_once(&app.state, &cancel).await.unwrap();
-        assert_eq!(r.failed_attempts, 1, "one failure per pass: the rest of the batch waits");
+        assert_eq!(
+            r.failed_attempts, 1,
+            "one failure per pass: the rest of the batch waits"
+        );
         if pass < 3 {
-            assert!(open_failing_notification(&app).await.is_none(), "below the threshold after {pass}");
+            assert!(
+                open_failing_notification(&app).await.is_none(),
+                "below the threshold after {pass}"
+            );
         }
         app.clock.advance(20 * MINUTE);
     }
-    let body = open_failing_notification(&app).await.expect("raised at the threshold");
+    let body = open_failing_notification(&app)
+        .await
+        .expect("raised at the threshold");
     assert!(body.contains("The last 3 attempts"), "{body}");
-    assert!(body.contains(&format!("127.0.0.1:{}", peer.port())), "last error in it: {body}");
+    assert!(
+        body.contains(&format!("127.0.0.1:{}", peer.port())),
+        "last error in it: {body}"
+    );
     relogin(&app).await;
     let html = app.get_html("/admin/notifications").await;
     assert!(html.contains("Invitation mail is failing"), "{html}");
@@ -446,7 +547,9 @@ async fn failing_mail_raises_a_notification_that_clears_after_recovery() {
 async fn mail_waits_queued_while_smtp_is_not_configured() {
     let app = app_with(manual_mail(), false).await;
     enqueue_all(&app, &[mail(1, None), mail(2, None)]).await;
-    let r = worker::run_once(&app.state, &CancellationToken::new()).await.unwrap();
+    let r = worker::run_once(&app.state, &CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(r.claimed, 0);
     let page = app.get_html("/admin/mail").await;
     assert!(page.contains("data-test=\"not-configured\""));
@@ -462,11 +565,23 @@ async fn a_refused_recipient_does_not_hold_up_the_others() {
     let mut bad = mail(0, Some("bad"));
     bad.to_address = "reject-me@example.test".into();
     enqueue_all(&app, &[bad, mail(1, None), mail(2, None)]).await;
-    let r = worker::run_once(&app.state, &CancellationToken::new()).await.unwrap();
+    let r = worker::run_once(&app.state, &CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!((r.sent, r.failed_attempts), (2, 1));
-    let row = outbox::find_latest_by_ref(&app.db.pool, "bad").await.unwrap().unwrap();
-    assert_eq!(row.mail_status(), MailStatus::Queued, "retried later (until 24 h)");
-    assert!(row.last_error.unwrap().contains("550"), "the server's answer is kept");
+    let row = outbox::find_latest_by_ref(&app.db.pool, "bad")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.mail_status(),
+        MailStatus::Queued,
+        "retried later (until 24 h)"
+    );
+    assert!(
+        row.last_error.unwrap().contains("550"),
+        "the server's answer is kept"
+    );
     assert_exactly_once(&peer, 2);
 }
 
@@ -489,4 +604,43 @@ async fn a_bulk_enqueue_of_a_thousand_mails_is_fast() {
     assert_eq!(latest.len(), 1000);
     assert_eq!(latest["ref-999"].id, ids[999]);
     assert_eq!(latest["ref-999"].mail_status(), MailStatus::Queued);
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_overlap() {
+    // Arrange: 300 due mails, 6 claimers racing on the same database (the worker's claim statement).
+    let app = app_with(manual_mail(), false).await;
+    let mails: Vec<OutgoingMail> = (0..300).map(|n| mail(n, None)).collect();
+    enqueue_all(&app, &mails).await;
+    // Act
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let db = app.db.clone();
+        let now = app.clock.now_ms() + SECOND;
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("claimer-{i}");
+            let mut mine = Vec::new();
+            loop {
+                let rows = roster::mail::repo::claim_due(&db.pool, &owner, now, now + HOUR, 7)
+                    .await
+                    .unwrap();
+                if rows.is_empty() {
+                    return mine;
+                }
+                assert!(
+                    rows.iter()
+                        .all(|r| r.lease_owner.as_deref() == Some(owner.as_str()))
+                );
+                mine.extend(rows.into_iter().map(|r| r.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    // Assert
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 300, "every row claimed once, none twice");
+    assert_eq!(distinct.len(), 300);
 }

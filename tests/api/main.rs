@@ -15,6 +15,7 @@ mod delta;
 mod directory;
 mod helpers;
 mod identity;
+mod invitations;
 mod mail;
 mod notifications;
 mod oidc_peer;

@@ -124,11 +124,7 @@ impl SmtpPeer {
             .map(|e| e.unwrap().path())
             .filter(|p| {
                 p.extension().is_some_and(|x| x == "json")
-                    && !p
-                        .file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with('.')
+                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
             })
             .collect();
         names.sort();
