@@ -282,6 +282,23 @@ pub async fn delete(
     Ok(())
 }
 
+/// Every user id the Users page's filters select, read a keyset page at a time (for "Invite all matching").
+pub async fn all_user_ids(db: &Db, query: &UserQuery) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let rows = repo::list_users_page(&db.pool, query, cursor.as_ref(), 1000).await?;
+        let Some(last) = rows.last() else { break };
+        cursor = Some(repo::cursor_of(last, query.sort));
+        let n = rows.len();
+        ids.extend(rows.into_iter().map(|r| r.id));
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,21 +345,4 @@ mod tests {
             "email is optional"
         );
     }
-}
-
-/// Every user id the Users page's filters select, read a keyset page at a time (for "Invite all matching").
-pub async fn all_user_ids(db: &Db, query: &UserQuery) -> anyhow::Result<Vec<String>> {
-    let mut ids = Vec::new();
-    let mut cursor = None;
-    loop {
-        let rows = repo::list_users_page(&db.pool, query, cursor.as_ref(), 1000).await?;
-        let Some(last) = rows.last() else { break };
-        cursor = Some(repo::cursor_of(last, query.sort));
-        let n = rows.len();
-        ids.extend(rows.into_iter().map(|r| r.id));
-        if n < 1000 {
-            break;
-        }
-    }
-    Ok(ids)
 }

@@ -161,6 +161,16 @@ async fn oidc_client(
             p
         }
     };
+    // A multi-tenant authority (`organizations`, `common`) accepts tokens of any tenant: unless the admin
+    // named one, only the synced tenant (the Entra ID User Source's) is allowed.
+    let mut allowed_tenants = settings.allowed_tenants();
+    if allowed_tenants.is_empty()
+        && settings.cloud != "custom"
+        && let Some(src) =
+            crate::settings::repo::find_source(&state.db.pool, crate::settings::model::ENTRA_SOURCE_ID).await?
+    {
+        allowed_tenants.push(src.settings.tenant_id.to_ascii_lowercase());
+    }
     let secret = match &row.client_secret_sealed {
         Some(s) => state.master_key.open(s)?,
         None => SecretString::from(String::new()),
@@ -171,7 +181,7 @@ async fn oidc_client(
             client_id: settings.client_id.clone(),
             client_secret: secret,
             redirect_uri: oidc_redirect_uri(state),
-            allowed_tenants: settings.allowed_tenants(),
+            allowed_tenants,
         },
     ))
 }
@@ -459,12 +469,13 @@ async fn check_oidc(
         Some(s) => state.master_key.open(s)?,
         None => return Ok(Err(Refusal::new("unknown_request", "This sign-in was used already."))),
     };
-    let claims = match oidc::finish(
+    // `finish_callback` checks the callback's `iss` (RFC 9207) before the code is spent.
+    let claims = match oidc::finish_callback(
         &state.identity.http,
         &state.identity.jwks,
         &provider,
         &client,
-        &callback.code,
+        callback,
         verifier.expose_secret(),
         request.nonce.as_deref().unwrap_or_default(),
         state.clock.now_ms(),

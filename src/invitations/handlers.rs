@@ -263,7 +263,7 @@ async fn invite_user(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let now = state.clock.now_ms();
-    let o = service::invite(&state.db, &state.base_url, &[id.clone()], (&admin.id, &admin.username), now).await?;
+    let o = service::invite(&state.db, &state.base_url, std::slice::from_ref(&*id), (&admin.id, &admin.username), now).await?;
     state.mail.wake.notify_one();
     let (level, msg) = outcome_message(&o);
     flash::push(&session, level, msg);

@@ -28,9 +28,9 @@ impl Security {
 
     pub fn label(self) -> &'static str {
         match self {
-            Self::None => "None (plain SMTP, trusted local relay only)",
-            Self::StartTls => "STARTTLS (usually port 587)",
-            Self::Tls => "TLS (SMTPS, usually port 465)",
+            Self::None => "None (trusted local relay only)",
+            Self::StartTls => "STARTTLS (port 587)",
+            Self::Tls => "TLS (port 465)",
         }
     }
 

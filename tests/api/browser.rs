@@ -223,3 +223,86 @@ async fn a_browser_searches_filters_and_opens_a_user() {
             .unwrap();
     assert_eq!(local, 1);
 }
+
+#[tokio::test]
+async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_registers() {
+    let app = crate::helpers::spawn_app_with(roster::startup::Options {
+        workers: Some(2),
+        ..Default::default()
+    })
+    .await;
+    app.create_admin(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
+        .await;
+    crate::identity::local_user(&app, "alice@example.com", "alice@example.com").await;
+    app.create_admin("alice@example.com", "an-sso-admin-password").await;
+    let idp = crate::saml_peer::SamlIdp::start(&app.url("/saml/metadata"), &app.url("/saml/acs")).await;
+    let accounts = serde_json::json!({
+        "alice": { "oid": "5f1e3a2b-0000-4000-8000-00000000a11c", "tid": "11111111-2222-3333-4444-555555555555",
+                   "preferred_username": "alice@example.com", "name": "Alice", "email": "alice@example.com" }
+    })
+    .to_string();
+    let secret = "a-long-client-secret-for-the-oidc-peer-0123456789";
+    let oidc = crate::oidc_peer::start("roster-browser", secret, &app.url("/oidc/callback"), &accounts).await;
+    let args: Vec<String> = vec![
+        app.address.clone(),
+        format!("{}/metadata", idp.base_url),
+        oidc.issuer.clone(),
+        "roster-browser".into(),
+        secret.into(),
+        "alice@example.com".into(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_browser_script("identity.mjs", &a);
+    })
+    .await
+    .unwrap();
+    let actions = app.audit_actions().await;
+    assert!(actions.contains(&"identity.sign_in".to_owned()), "{actions:?}");
+
+    // The invitation mail's link, followed in the browser, ends on the enrollment page.
+    let smtp = crate::smtp_peer::SmtpPeer::start();
+    let resp = app
+        .login(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
+        .await;
+    crate::helpers::assert_redirect_to(&resp, "/admin");
+    let resp = app
+        .post_form(
+            "/admin/mail",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &smtp.port().to_string()),
+                ("security", "none"),
+                ("username", ""),
+                ("password", ""),
+                ("from_name", "Roster"),
+                ("from_address", "roster@example.test"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    crate::helpers::assert_redirect_to(&resp, "/admin/mail");
+    let alice: String = sqlx::query_scalar("SELECT id FROM directory_users WHERE upn = 'alice@example.com'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    app.post_form(&format!("/admin/users/{alice}/invite"), &[]).await;
+    roster::mail::worker::run_once(&app.state, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let mail = smtp.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let text = mail[0].text.clone().unwrap();
+    let start = text.find("http").unwrap();
+    let link: String = text[start..].split_whitespace().next().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || run_browser_script("registration.mjs", &[&link, "alice"]))
+        .await
+        .unwrap();
+    let state: String = sqlx::query_scalar("SELECT invitation_state FROM directory_users WHERE id = $1")
+        .bind(&alice)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "registered");
+    drop(idp);
+    drop(oidc);
+}

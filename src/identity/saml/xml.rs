@@ -1,10 +1,10 @@
-//! A small, strict, namespace-aware XML reader for SAML input.
+//! A strict, namespace-aware XML reader for SAML input, built on `roxmltree`.
 //!
-//! It exists so that hostile bytes never reach libxml2 before we have looked at them: it refuses every
-//! `<!…>` declaration other than comments and CDATA (so no DOCTYPE, no internal or external entities, no
-//! "billion laughs"), knows only the five predefined entities and character references, limits nesting depth,
-//! and checks that tags balance. It builds a tiny tree used for metadata, for the untrusted envelope peek
-//! and for reading the *signature-verified* XML that xmlsec hands back.
+//! It exists so that hostile bytes never reach libxml2 before we have looked at them. Parsing is done by
+//! `roxmltree` with DTDs disabled; on top of that we refuse every `<!…>` declaration other than comments and
+//! CDATA anywhere in the text (so no DOCTYPE, no internal or external entities, no "billion laughs") and limit
+//! nesting depth. The result is converted into a tiny owned tree used for metadata, for the untrusted envelope
+//! peek and for reading the *signature-verified* XML that xmlsec hands back.
 
 /// Namespace of SAML 2.0 assertions.
 pub(crate) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -16,7 +16,6 @@ pub(crate) const NS_METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 pub(crate) const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 
 const MAX_DEPTH: usize = 64;
-const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum XmlError {
@@ -24,10 +23,6 @@ pub(crate) enum XmlError {
     Doctype,
     /// The text is not well-formed (or uses a feature this reader refuses).
     Malformed(String),
-}
-
-fn malformed<T>(msg: impl Into<String>) -> Result<T, XmlError> {
-    Err(XmlError::Malformed(msg.into()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,340 +121,53 @@ pub(crate) fn refuse_declarations(text: &str) -> Result<(), XmlError> {
 pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     refuse_declarations(text)?;
-    Parser {
-        src: text,
-        pos: 0,
-        stack: Vec::new(),
-        ns_stack: Vec::new(),
-        root: None,
-    }
-    .run()
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => XmlError::Doctype,
+        other => XmlError::Malformed(other.to_string()),
+    })?;
+    convert(doc.root_element(), 0)
 }
 
-struct Open {
-    qname: String,
-    element: Element,
-}
-
-struct Parser<'a> {
-    src: &'a str,
-    pos: usize,
-    stack: Vec<Open>,
-    ns_stack: Vec<Vec<(String, String)>>,
-    root: Option<Element>,
-}
-
-impl<'a> Parser<'a> {
-    fn rest(&self) -> &'a str {
-        &self.src[self.pos..]
+/// Copies a roxmltree element into the owned tree. Comments and processing instructions are dropped and the
+/// text around them is joined, so a comment cannot split a value.
+fn convert(node: roxmltree::Node<'_, '_>, depth: usize) -> Result<Element, XmlError> {
+    if depth >= MAX_DEPTH {
+        return Err(XmlError::Malformed(
+            "elements are nested too deeply".to_owned(),
+        ));
     }
-
-    fn skip_past(&mut self, end: &str, what: &str) -> Result<usize, XmlError> {
-        match self.rest().find(end) {
-            Some(off) => {
-                let start = self.pos;
-                self.pos += off + end.len();
-                Ok(start + off)
-            }
-            None => malformed(format!("unterminated {what}")),
-        }
-    }
-
-    fn run(mut self) -> Result<Element, XmlError> {
-        while self.pos < self.src.len() {
-            let rest = self.rest();
-            if rest.starts_with("<!--") {
-                self.pos += 4;
-                self.skip_past("-->", "comment")?;
-            } else if rest.starts_with("<![CDATA[") {
-                self.pos += 9;
-                let start = self.pos;
-                let end = self.skip_past("]]>", "CDATA section")?;
-                let text = self.src[start..end].to_owned();
-                self.push_text(text)?;
-            } else if rest.starts_with("<!") {
-                return Err(XmlError::Doctype);
-            } else if rest.starts_with("<?") {
-                self.pos += 2;
-                self.skip_past("?>", "processing instruction")?;
-            } else if rest.starts_with("</") {
-                self.end_tag()?;
-            } else if rest.starts_with('<') {
-                self.start_tag()?;
+    let tag = node.tag_name();
+    let attrs = node
+        .attributes()
+        .map(|a| Attr {
+            ns: a.namespace().map(str::to_owned),
+            name: a.name().to_owned(),
+            value: a.value().to_owned(),
+        })
+        .collect();
+    let mut children = Vec::new();
+    for child in node.children() {
+        if child.is_element() {
+            children.push(Node::Element(convert(child, depth + 1)?));
+        } else if child.is_text() {
+            let text = child.text().unwrap_or_default();
+            if let Some(Node::Text(prev)) = children.last_mut() {
+                prev.push_str(text);
             } else {
-                let off = rest.find('<').unwrap_or(rest.len());
-                let raw = &rest[..off];
-                self.pos += off;
-                if raw.contains("]]>") {
-                    return malformed("']]>' in text");
-                }
-                let text = decode_entities(raw)?;
-                self.push_text(text)?;
+                children.push(Node::Text(text.to_owned()));
             }
-        }
-        if !self.stack.is_empty() {
-            return malformed("the document ends inside an element");
-        }
-        match self.root {
-            Some(root) => Ok(root),
-            None => malformed("the document has no root element"),
         }
     }
-
-    fn push_text(&mut self, text: String) -> Result<(), XmlError> {
-        match self.stack.last_mut() {
-            Some(open) => {
-                if let Some(Node::Text(prev)) = open.element.children.last_mut() {
-                    prev.push_str(&text);
-                } else {
-                    open.element.children.push(Node::Text(text));
-                }
-                Ok(())
-            }
-            None if text.chars().all(is_xml_space) => Ok(()),
-            None => malformed("text outside the root element"),
-        }
-    }
-
-    fn start_tag(&mut self) -> Result<(), XmlError> {
-        if self.root.is_some() && self.stack.is_empty() {
-            return malformed("more than one root element");
-        }
-        if self.stack.len() >= MAX_DEPTH {
-            return malformed("elements are nested too deeply");
-        }
-        self.pos += 1;
-        let qname = self.name()?;
-        let mut raw_attrs: Vec<(String, String)> = Vec::new();
-        let self_closing;
-        loop {
-            let ws = self.skip_ws();
-            let rest = self.rest();
-            if rest.starts_with("/>") {
-                self.pos += 2;
-                self_closing = true;
-                break;
-            }
-            if rest.starts_with('>') {
-                self.pos += 1;
-                self_closing = false;
-                break;
-            }
-            if rest.is_empty() {
-                return malformed("unterminated start tag");
-            }
-            if !ws {
-                return malformed("attributes must be separated by white space");
-            }
-            let name = self.name()?;
-            self.skip_ws();
-            if !self.rest().starts_with('=') {
-                return malformed("attribute without '='");
-            }
-            self.pos += 1;
-            self.skip_ws();
-            let quote = match self.rest().chars().next() {
-                Some(q @ ('"' | '\'')) => q,
-                _ => return malformed("attribute value without quotes"),
-            };
-            self.pos += 1;
-            let Some(off) = self.rest().find(quote) else {
-                return malformed("unterminated attribute value");
-            };
-            let raw = &self.rest()[..off];
-            if raw.contains('<') {
-                return malformed("'<' in an attribute value");
-            }
-            let value = decode_entities(raw)?
-                .chars()
-                .map(|c| {
-                    if matches!(c, '\t' | '\n' | '\r') {
-                        ' '
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            self.pos += off + 1;
-            if raw_attrs.iter().any(|(n, _)| *n == name) {
-                return malformed(format!("duplicate attribute {name}"));
-            }
-            raw_attrs.push((name, value));
-        }
-
-        let mut decls = Vec::new();
-        for (name, value) in &raw_attrs {
-            if name == "xmlns" {
-                decls.push((String::new(), value.clone()));
-            } else if let Some(prefix) = name.strip_prefix("xmlns:") {
-                if value.is_empty() {
-                    return malformed("empty namespace for a prefix");
-                }
-                decls.push((prefix.to_owned(), value.clone()));
-            }
-        }
-        self.ns_stack.push(decls);
-
-        let (prefix, local) = split_qname(&qname)?;
-        let ns = self.resolve(prefix, true)?;
-        let mut attrs = Vec::new();
-        for (name, value) in raw_attrs {
-            if name == "xmlns" || name.starts_with("xmlns:") {
-                continue;
-            }
-            let (p, l) = split_qname(&name)?;
-            let ans = if p.is_empty() {
-                None
-            } else {
-                self.resolve(p, false)?
-            };
-            if attrs.iter().any(|a: &Attr| a.ns == ans && a.name == l) {
-                return malformed(format!("duplicate attribute {name}"));
-            }
-            attrs.push(Attr {
-                ns: ans,
-                name: l.to_owned(),
-                value,
-            });
-        }
-        let element = Element {
-            ns,
-            name: local.to_owned(),
-            attrs,
-            children: Vec::new(),
-        };
-        if self_closing {
-            self.ns_stack.pop();
-            self.close(element);
-        } else {
-            self.stack.push(Open { qname, element });
-        }
-        Ok(())
-    }
-
-    fn end_tag(&mut self) -> Result<(), XmlError> {
-        self.pos += 2;
-        let qname = self.name()?;
-        self.skip_ws();
-        if !self.rest().starts_with('>') {
-            return malformed("malformed end tag");
-        }
-        self.pos += 1;
-        let Some(open) = self.stack.pop() else {
-            return malformed(format!("unexpected end tag {qname}"));
-        };
-        if open.qname != qname {
-            return malformed(format!(
-                "end tag {qname} does not match start tag {}",
-                open.qname
-            ));
-        }
-        self.ns_stack.pop();
-        self.close(open.element);
-        Ok(())
-    }
-
-    fn close(&mut self, element: Element) {
-        match self.stack.last_mut() {
-            Some(parent) => parent.element.children.push(Node::Element(element)),
-            None => self.root = Some(element),
-        }
-    }
-
-    fn resolve(&self, prefix: &str, element: bool) -> Result<Option<String>, XmlError> {
-        if prefix == "xml" {
-            return Ok(Some(XML_NS.to_owned()));
-        }
-        if prefix.is_empty() && !element {
-            return Ok(None);
-        }
-        for frame in self.ns_stack.iter().rev() {
-            if let Some((_, uri)) = frame.iter().rev().find(|(p, _)| p == prefix) {
-                return Ok(if uri.is_empty() {
-                    None
-                } else {
-                    Some(uri.clone())
-                });
-            }
-        }
-        if prefix.is_empty() {
-            Ok(None)
-        } else {
-            malformed(format!("undeclared namespace prefix {prefix}"))
-        }
-    }
-
-    fn skip_ws(&mut self) -> bool {
-        let rest = self.rest();
-        let n = rest.len() - rest.trim_start_matches(is_xml_space).len();
-        self.pos += n;
-        n > 0
-    }
-
-    fn name(&mut self) -> Result<String, XmlError> {
-        let rest = self.rest();
-        let n = rest
-            .find(|c: char| is_xml_space(c) || matches!(c, '/' | '>' | '=' | '<' | '"' | '\''))
-            .unwrap_or(rest.len());
-        if n == 0 {
-            return malformed("missing name");
-        }
-        let name = rest[..n].to_owned();
-        self.pos += n;
-        Ok(name)
-    }
-}
-
-fn is_xml_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
-fn split_qname(qname: &str) -> Result<(&str, &str), XmlError> {
-    match qname.split_once(':') {
-        None => Ok(("", qname)),
-        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok((p, l)),
-        Some(_) => malformed(format!("bad qualified name {qname}")),
-    }
-}
-
-fn decode_entities(raw: &str) -> Result<String, XmlError> {
-    if !raw.contains('&') {
-        return Ok(raw.to_owned());
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let Some(semi) = after.find(';') else {
-            return malformed("'&' without ';'");
-        };
-        let entity = &after[..semi];
-        let ch = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else if let Some(dec) = entity.strip_prefix('#') {
-                    dec.parse::<u32>().ok()
-                } else {
-                    return malformed(format!("undefined entity &{entity};"));
-                };
-                match code.and_then(char::from_u32) {
-                    Some(c) if c != '\0' => c,
-                    _ => return malformed("bad character reference"),
-                }
-            }
-        };
-        out.push(ch);
-        rest = &after[semi + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    Ok(Element {
+        ns: tag.namespace().map(str::to_owned),
+        name: tag.name().to_owned(),
+        attrs,
+        children,
+    })
 }
 
 /// Escapes text for use inside an attribute value or element content.
@@ -514,6 +222,55 @@ mod tests {
         assert!(matches!(parse(""), Err(XmlError::Malformed(_))));
         let deep = "<a>".repeat(100) + &"</a>".repeat(100);
         assert!(matches!(parse(&deep), Err(XmlError::Malformed(_))));
+    }
+
+    #[test]
+    fn keeps_the_old_tree_shape() {
+        let doc = parse(
+            "<r xmlns=\"urn:d\" xml:lang='en' a='x&#10;y'>a<!--c-->b<?pi x?>c<e xmlns=''/> <s:f xmlns:s='urn:s' s:g='1'/></r>",
+        )
+        .unwrap();
+        assert_eq!(doc.ns.as_deref(), Some("urn:d"));
+        assert_eq!(
+            doc.attrs
+                .iter()
+                .map(|a| (a.ns.as_deref(), a.name.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (Some("http://www.w3.org/XML/1998/namespace"), "lang"),
+                (None, "a")
+            ]
+        );
+        assert_eq!(doc.attr("a"), Some("x\ny"));
+        assert_eq!(doc.attr("lang"), None);
+        assert_eq!(doc.children.len(), 4);
+        assert_eq!(doc.children[0], Node::Text("abc".to_owned()));
+        let e = doc.elements().next().unwrap();
+        assert_eq!((e.ns.as_deref(), e.name.as_str()), (None, "e"));
+        let f = doc.child("urn:s", "f").unwrap();
+        assert_eq!(f.attrs[0].ns.as_deref(), Some("urn:s"));
+        assert!(doc.any_descendant(&mut |e| e.is("urn:s", "f")));
+    }
+
+    #[test]
+    fn limits_depth_and_refuses_every_declaration() {
+        let ok = "<a>".repeat(64) + &"</a>".repeat(64);
+        assert!(parse(&ok).is_ok());
+        let deep = "<a>".repeat(65) + &"</a>".repeat(65);
+        assert!(matches!(parse(&deep), Err(XmlError::Malformed(_))));
+        assert_eq!(parse("<!DOCTYPE r><r/>"), Err(XmlError::Doctype));
+        assert_eq!(parse("<r/><!DOCTYPE r>"), Err(XmlError::Doctype));
+        assert_eq!(parse("<!doctype r><r/>"), Err(XmlError::Doctype));
+        assert!(matches!(parse("x<r/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse("<r/>x"), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse("<r xmlns:p=''/>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("<r xmlns:a='urn:x' xmlns:b='urn:x' a:c='1' b:c='2'/>"),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
