@@ -116,7 +116,13 @@ pub struct IdentityPage {
 fn summary(row: &IdpRow) -> String {
     match IdpKind::from_key(&row.kind) {
         Some(IdpKind::Entra) => oidc_settings(row)
-            .map(|s| format!("Tenant {} · Application {}", s.tenant_id, s.client_id))
+            .map(|s| {
+                if s.cloud == "custom" {
+                    format!("Issuer {} · Application {}", s.issuer_url, s.client_id)
+                } else {
+                    format!("Tenant {} · Application {}", s.tenant_id, s.client_id)
+                }
+            })
             .unwrap_or_default(),
         Some(_) => saml_settings(row)
             .map(|s| format!("Entity ID {}", s.entity_id))
