@@ -7,7 +7,7 @@ scripts/install-deps.sh
 scripts/apt-ensure.sh chromium chromium-driver postgresql-client
 command -v node >/dev/null && command -v npm >/dev/null || scripts/apt-ensure.sh nodejs npm
 peers=tests/peers/node
-if [ ! -d "$peers/node_modules/playwright-core" ] || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
+if [ ! -d "$peers/node_modules/playwright-core" ] || [ ! -d "$peers/node_modules/oidc-provider" ] || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
   echo "Installing Node test peers in $peers"
   npm ci --prefix "$peers" --no-audit --no-fund --loglevel=error
 fi

@@ -224,8 +224,26 @@ async fn a_browser_searches_filters_and_opens_a_user() {
     assert_eq!(local, 1);
 }
 
+/// Sends `user_id` an invitation and returns the link from the mail the SMTP peer received.
+async fn invitation_link(app: &crate::helpers::TestApp, smtp: &crate::smtp_peer::SmtpPeer, user_id: &str, nth: usize) -> String {
+    app.post_form(&format!("/admin/users/{user_id}/invite"), &[]).await;
+    roster::mail::worker::run_once(&app.state, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let mail = smtp.wait_for(nth, std::time::Duration::from_secs(10)).await;
+    let text = mail[nth - 1].text.clone().unwrap();
+    let start = text.find("http").unwrap();
+    text[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+async fn registration_in_browser(link: String, user: &'static str, protocol: &'static str, prefix: &'static str) {
+    tokio::task::spawn_blocking(move || run_browser_script("registration.mjs", &[&link, user, protocol, prefix]))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_registers() {
+async fn a_browser_sets_up_each_idp_kind_signs_in_through_each_and_users_register() {
     let app = crate::helpers::spawn_app_with(roster::startup::Options {
         workers: Some(2),
         ..Default::default()
@@ -233,9 +251,12 @@ async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_regi
     .await;
     app.create_admin(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
         .await;
-    crate::identity::local_user(&app, "alice@example.com", "alice@example.com").await;
+    let alice = crate::identity::local_user(&app, "alice@example.com", "alice@example.com").await;
+    let bob = crate::identity::local_user(&app, "bob@example.com", "bob@example.com").await;
     app.create_admin("alice@example.com", "an-sso-admin-password").await;
     let idp = crate::saml_peer::SamlIdp::start(&app.url("/saml/metadata"), &app.url("/saml/acs")).await;
+    let metadata_file = app.data_dir.join("adfs-metadata.xml");
+    std::fs::write(&metadata_file, idp.metadata_xml().await).unwrap();
     let accounts = serde_json::json!({
         "alice": { "oid": "5f1e3a2b-0000-4000-8000-00000000a11c", "tid": "11111111-2222-3333-4444-555555555555",
                    "preferred_username": "alice@example.com", "name": "Alice", "email": "alice@example.com" }
@@ -250,6 +271,7 @@ async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_regi
         "roster-browser".into(),
         secret.into(),
         "alice@example.com".into(),
+        metadata_file.display().to_string(),
     ];
     tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -257,10 +279,16 @@ async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_regi
     })
     .await
     .unwrap();
-    let actions = app.audit_actions().await;
-    assert!(actions.contains(&"identity.sign_in".to_owned()), "{actions:?}");
+    let sign_ins: Vec<String> = sqlx::query_scalar(
+        "SELECT target_id FROM audit_events WHERE action = 'identity.sign_in' ORDER BY at",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(sign_ins, vec!["saml", "adfs", "entra"], "one portal sign-in through each kind");
 
-    // The invitation mail's link, followed in the browser, ends on the enrollment page.
+    // Invitation mails' links, followed in the browser: through oidc-provider (Entra ID is active), then
+    // through the SAML IdP.
     let smtp = crate::smtp_peer::SmtpPeer::start();
     let resp = app
         .login(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
@@ -282,27 +310,19 @@ async fn a_browser_sets_up_saml_and_oidc_tests_them_and_signs_in_and_a_user_regi
         )
         .await;
     crate::helpers::assert_redirect_to(&resp, "/admin/mail");
-    let alice: String = sqlx::query_scalar("SELECT id FROM directory_users WHERE upn = 'alice@example.com'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    app.post_form(&format!("/admin/users/{alice}/invite"), &[]).await;
-    roster::mail::worker::run_once(&app.state, &tokio_util::sync::CancellationToken::new())
-        .await
-        .unwrap();
-    let mail = smtp.wait_for(1, std::time::Duration::from_secs(10)).await;
-    let text = mail[0].text.clone().unwrap();
-    let start = text.find("http").unwrap();
-    let link: String = text[start..].split_whitespace().next().unwrap().to_owned();
-    tokio::task::spawn_blocking(move || run_browser_script("registration.mjs", &[&link, "alice"]))
-        .await
-        .unwrap();
-    let state: String = sqlx::query_scalar("SELECT invitation_state FROM directory_users WHERE id = $1")
-        .bind(&alice)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(state, "registered");
+    let link = invitation_link(&app, &smtp, &alice, 1).await;
+    registration_in_browser(link, "alice", "oidc", "registration-oidc").await;
+    app.post_form("/admin/identity/entra/disable", &[]).await;
+    app.post_form("/admin/identity/generic/enable", &[]).await;
+    let link = invitation_link(&app, &smtp, &bob, 2).await;
+    registration_in_browser(link, "bob", "saml", "registration").await;
+    let registered: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM directory_users WHERE invitation_state = 'registered'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(registered, 2);
     drop(idp);
     drop(oidc);
 }

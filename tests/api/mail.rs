@@ -644,3 +644,25 @@ async fn concurrent_claims_never_overlap() {
     assert_eq!(all.len(), 300, "every row claimed once, none twice");
     assert_eq!(distinct.len(), 300);
 }
+
+#[tokio::test]
+async fn a_browser_sets_up_mail_and_sends_a_test_email() {
+    let peer = SmtpPeer::start();
+    let app = app_with(fast_mail(), true).await;
+    // Something in the outbox, so the page has rows to show.
+    let mut failed = mail(7, None);
+    failed.to_address = "reject-me@contoso.test".into();
+    enqueue_all(&app, &[mail(1, None), failed]).await;
+    let address = app.address.clone();
+    let port = peer.port().to_string();
+    tokio::task::spawn_blocking(move || {
+        crate::browser::run_browser_script("mail.mjs", &[&address, &port]);
+    })
+    .await
+    .unwrap();
+    assert!(
+        peer.messages()
+            .iter()
+            .any(|m| m.subject == "Roster test email")
+    );
+}

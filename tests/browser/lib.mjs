@@ -25,6 +25,22 @@ export async function shot(page, name) {
   await page.screenshot({ path: path.join(process.env.SCREENSHOT_DIR, `${name}.png`), fullPage: true });
 }
 
+// Signs in at the oidc-provider peer: its login page (any password), then its consent page; either is skipped
+// when the provider remembers the person. Returns once the browser is back on `base`.
+export async function oidcLogin(page, base, user) {
+  for (let i = 0; i < 4; i++) {
+    await page.waitForURL(u => u.href.startsWith(base) || u.href.includes('/interaction/'));
+    if (page.url().startsWith(base)) return;
+    const login = page.locator('input[name="login"]');
+    if (await login.count()) {
+      await login.fill(user);
+      await page.locator('input[name="password"]').fill('any-password');
+    }
+    await page.locator('button[type="submit"]').first().click();
+    await page.waitForLoadState('domcontentloaded');
+  }
+}
+
 export function check(cond, message) {
   if (!cond) throw new Error(`check failed: ${message}`);
 }
