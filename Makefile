@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ROSTER_TEST_POSTGRES_URL ?=
 CARGO_TEST ?= cargo test --locked --workspace
 
-.PHONY: help deps test-deps build run demo test test-sqlite test-postgres lint fmt
+.PHONY: help deps test-deps build run demo test test-sqlite test-postgres lint fmt bench fuzz
 
 help:
 	@echo "make run    build and serve Roster on SQLite (installs missing system packages)"
@@ -13,6 +13,9 @@ help:
 	@echo "            ROSTER_TEST_POSTGRES_URL is set, e.g. postgres://postgres@127.0.0.1:5432/postgres)"
 	@echo "make demo   Roster plus an emulated Entra ID tenant with 10,000 users (no Azure needed)"
 	@echo "make lint   cargo fmt --check and clippy with warnings as errors"
+	@echo "make bench  release benchmarks (100,000 users; QUICK=1 for 10,000): writes docs/benchmarks.md and"
+	@echo "            target/bench/results.json; PostgreSQL via BENCH_POSTGRES_URL (default: local :5432)"
+	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; needs the nightly toolchain)"
 
 deps:
 	@scripts/install-deps.sh
@@ -28,6 +31,9 @@ run: build
 
 demo: deps
 	@scripts/demo.sh
+
+bench:
+	@QUICK="$(QUICK)" scripts/bench.sh
 
 test: test-deps test-sqlite test-postgres
 
@@ -45,6 +51,9 @@ test-postgres:
 	  ROSTER_TEST_POSTGRES_URL="$(ROSTER_TEST_POSTGRES_URL)" $(CARGO_TEST) && \
 	  scripts/drop-test-databases.sh "$(ROSTER_TEST_POSTGRES_URL)"; \
 	fi
+
+fuzz:
+	@scripts/fuzz.sh
 
 lint:
 	cargo fmt --all --check

@@ -185,6 +185,9 @@ impl Application {
     }
 }
 
+/// The largest request body a form may have.
+pub const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
+
 fn build_server(
     listener: TcpListener,
     state: AppState,
@@ -212,6 +215,10 @@ fn build_server(
         // The last `wrap` runs first: log → metrics → headers → session → CSRF → admin guard → handler.
         App::new()
             .app_data(data.clone())
+            // Forms may carry IdP metadata (AD FS documents run to tens of kB) or a signed SAML response;
+            // anything larger than this is refused with 413 before a handler runs.
+            .app_data(web::FormConfig::default().limit(MAX_FORM_BYTES))
+            .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .configure(|cfg| roster_web::mount(&mut Routes::mounting(cfg)))
             .default_service(web::to(not_found))
             .wrap(from_fn(roster_web::guard::require_admin))

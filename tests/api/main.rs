@@ -5,6 +5,7 @@
     reason = "tests fail loudly on purpose"
 )]
 
+mod attacks;
 mod audit;
 mod auth;
 mod browser;
@@ -20,9 +21,11 @@ mod mail;
 mod notifications;
 mod oidc_peer;
 mod oidc_protocol;
+mod reliability;
 mod ops;
 mod saml_peer;
 mod saml_protocol;
 mod smtp_peer;
 mod sync;
 mod user_source;
+mod web_security;

@@ -155,3 +155,58 @@ impl Drop for SamlIdp {
         let _ = self.child.wait();
     }
 }
+
+impl SamlIdp {
+    /// Like `start`, with the peer's `--users` (inline JSON: username -> attributes such as `upn`), for users
+    /// whose names the default set does not have.
+    pub async fn start_with_users(sp_entity_id: &str, acs_url: &str, users_json: &str) -> SamlIdp {
+        let args = [
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--sp-entity-id".to_owned(),
+            sp_entity_id.to_owned(),
+            "--sp-acs".to_owned(),
+            acs_url.to_owned(),
+            "--users".to_owned(),
+            users_json.to_owned(),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("idp.log");
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/python/saml_idp.py");
+            let mut child = Command::new(python())
+                .arg(script)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start the SAML IdP peer (run `make test-deps`)");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let Some(port) = line.trim().strip_prefix("READY port=").map(str::to_owned) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the SAML IdP peer did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            };
+            SamlIdp {
+                base_url: format!("http://127.0.0.1:{port}"),
+                child,
+                client: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap(),
+                log,
+                _dir: dir,
+            }
+        })
+        .await
+        .unwrap()
+    }
+}
