@@ -166,8 +166,11 @@ async fn oidc_client(
     let mut allowed_tenants = settings.allowed_tenants();
     if allowed_tenants.is_empty()
         && settings.cloud != "custom"
-        && let Some(src) =
-            crate::settings::repo::find_source(&state.db.pool, crate::settings::model::ENTRA_SOURCE_ID).await?
+        && let Some(src) = crate::settings::repo::find_source(
+            &state.db.pool,
+            crate::settings::model::ENTRA_SOURCE_ID,
+        )
+        .await?
     {
         allowed_tenants.push(src.settings.tenant_id.to_ascii_lowercase());
     }
@@ -438,8 +441,17 @@ pub async fn handle_oidc_callback(
     let callback = match cb {
         Ok(c) => c,
         Err(e) => {
-            refuse(state, meta, Some(&request), &request.kind, &Refusal::new(e.code(), e.to_string())).await?;
-            return Ok(Handled::Continue { request_id: request.id });
+            refuse(
+                state,
+                meta,
+                Some(&request),
+                &request.kind,
+                &Refusal::new(e.code(), e.to_string()),
+            )
+            .await?;
+            return Ok(Handled::Continue {
+                request_id: request.id,
+            });
         }
     };
     match check_oidc(state, &request, &callback).await? {
@@ -467,7 +479,12 @@ async fn check_oidc(
     let (provider, client) = oidc_client(state, &row).await?;
     let verifier = match &request.pkce_verifier {
         Some(s) => state.master_key.open(s)?,
-        None => return Ok(Err(Refusal::new("unknown_request", "This sign-in was used already."))),
+        None => {
+            return Ok(Err(Refusal::new(
+                "unknown_request",
+                "This sign-in was used already.",
+            )));
+        }
     };
     // `finish_callback` checks the callback's `iss` (RFC 9207) before the code is spent.
     let claims = match oidc::finish_callback(
@@ -545,9 +562,14 @@ async fn accept(
 /// What the completion page does for the browser that started the sign-in.
 pub enum Completion {
     /// Sign this admin in.
-    Admin { admin_id: String, username: String },
+    Admin {
+        admin_id: String,
+        username: String,
+    },
     /// Show an admin's test result.
-    TestResult { request_id: String },
+    TestResult {
+        request_id: String,
+    },
     /// A registration's identity was confirmed (or not); the invitations area decides.
     Register {
         relay: String,
@@ -571,9 +593,8 @@ pub async fn complete(
             "This sign-in is unknown or has expired. Start again from the sign-in page.",
         )));
     };
-    let bound = binding.is_some_and(|b| {
-        constant_time_eq(token_hash(b).as_bytes(), row.binding_hash.as_bytes())
-    });
+    let bound = binding
+        .is_some_and(|b| constant_time_eq(token_hash(b).as_bytes(), row.binding_hash.as_bytes()));
     if !bound {
         let r = Refusal::new(
             "wrong_browser",
@@ -591,9 +612,7 @@ pub async fn complete(
     }
     if row.outcome.as_deref() != Some("ok") {
         if Purpose::from_key(&row.purpose) == Some(Purpose::Test) {
-            return Ok(Completion::TestResult {
-                request_id: row.id,
-            });
+            return Ok(Completion::TestResult { request_id: row.id });
         }
         let (code, message) = row
             .refusal
@@ -616,7 +635,10 @@ pub async fn complete(
             display,
         }),
         Some(Purpose::Admin) => admin_completion(state, meta, &row, &display).await,
-        None => Ok(Completion::Refused(Refusal::new("unknown_request", "Unknown sign-in."))),
+        None => Ok(Completion::Refused(Refusal::new(
+            "unknown_request",
+            "Unknown sign-in.",
+        ))),
     }
 }
 

@@ -12,7 +12,9 @@ use crate::identity::flow::{self, BINDING_COOKIE, Completion, Handled, Refusal, 
 use crate::identity::model::{EntraIdpForm, IdpKind, Purpose, SamlIdpForm};
 use crate::identity::repo;
 use crate::identity::service::{self, EnableError, SaveError};
-use crate::identity::views::{self, EntraIdpPage, IdentityPage, SamlIdpPage, SsoRefusedPage, TestResultPage};
+use crate::identity::views::{
+    self, EntraIdpPage, IdentityPage, SamlIdpPage, SsoRefusedPage, TestResultPage,
+};
 use crate::web::flash::{self, Level};
 use crate::web::guard::AdminSession;
 use crate::web::page::{PageCtx, Section, render, see_other};
@@ -51,7 +53,14 @@ async fn show_identity(
     session: Session,
     admin: AdminSession,
 ) -> AppResult<HttpResponse> {
-    let ctx = PageCtx::admin(&state, &session, &admin, Section::Identity, "Admin > Identity").await?;
+    let ctx = PageCtx::admin(
+        &state,
+        &session,
+        &admin,
+        Section::Identity,
+        "Admin > Identity",
+    )
+    .await?;
     let page = IdentityPage::build(&state, ctx).await?;
     render(&page, StatusCode::OK)
 }
@@ -197,7 +206,15 @@ async fn save_onprem(
     meta: RequestMeta,
     form: web::Form<SamlIdpForm>,
 ) -> AppResult<HttpResponse> {
-    save_saml(state, session, admin, meta, IdpKind::Adfs, form.into_inner()).await
+    save_saml(
+        state,
+        session,
+        admin,
+        meta,
+        IdpKind::Adfs,
+        form.into_inner(),
+    )
+    .await
 }
 
 async fn save_generic(
@@ -207,7 +224,15 @@ async fn save_generic(
     meta: RequestMeta,
     form: web::Form<SamlIdpForm>,
 ) -> AppResult<HttpResponse> {
-    save_saml(state, session, admin, meta, IdpKind::Saml, form.into_inner()).await
+    save_saml(
+        state,
+        session,
+        admin,
+        meta,
+        IdpKind::Saml,
+        form.into_inner(),
+    )
+    .await
 }
 
 async fn switch(
@@ -220,12 +245,24 @@ async fn switch(
 ) -> AppResult<HttpResponse> {
     let kind = kind_of(slug)?;
     let now = state.clock.now_ms();
-    match service::set_enabled(&state.db, kind, enabled, (&admin.id, &admin.username), meta, now).await {
+    match service::set_enabled(
+        &state.db,
+        kind,
+        enabled,
+        (&admin.id, &admin.username),
+        meta,
+        now,
+    )
+    .await
+    {
         Ok(()) => {
             let msg = if enabled {
                 format!("{} is now the active identity provider.", kind.label())
             } else {
-                format!("{} is disabled. Admins can still sign in at /login with their password.", kind.label())
+                format!(
+                    "{} is disabled. Admins can still sign in at /login with their password.",
+                    kind.label()
+                )
             };
             flash::push(session, Level::Success, msg);
         }
@@ -265,8 +302,16 @@ async fn refresh_metadata(
     service::refresh_metadata(&state.db, &state.identity, kind, state.clock.now_ms()).await?;
     let row = repo::find_provider(&state.db.pool, kind.key()).await?;
     match row.and_then(|r| r.metadata_error) {
-        Some(e) => flash::push(&session, Level::Error, format!("The metadata could not be read: {e}")),
-        None => flash::push(&session, Level::Success, "Metadata read again; new signing certificates, if any, are now trusted."),
+        Some(e) => flash::push(
+            &session,
+            Level::Error,
+            format!("The metadata could not be read: {e}"),
+        ),
+        None => flash::push(
+            &session,
+            Level::Success,
+            "Metadata read again; new signing certificates, if any, are now trusted.",
+        ),
     }
     Ok(see_other(&format!("/admin/identity/{}", kind.slug())))
 }
@@ -295,7 +340,11 @@ async fn delete_certificate(
     )
     .await?;
     if removed {
-        flash::push(&session, Level::Success, "The certificate is no longer trusted.");
+        flash::push(
+            &session,
+            Level::Success,
+            "The certificate is no longer trusted.",
+        );
     }
     Ok(see_other(&format!("/admin/identity/{}", kind.slug())))
 }
@@ -336,7 +385,11 @@ async fn test_sign_in(
 ) -> AppResult<HttpResponse> {
     let kind = kind_of(&slug)?;
     let Some(row) = flow::provider_for(&state, Purpose::Test, Some(kind)).await? else {
-        flash::push(&session, Level::Error, format!("Save the {} settings before testing them.", kind.label()));
+        flash::push(
+            &session,
+            Level::Error,
+            format!("Save the {} settings before testing them.", kind.label()),
+        );
         return Ok(see_other(&format!("/admin/identity/{}", kind.slug())));
     };
     match flow::start(&state, &row, Purpose::Test, None, Some(&admin.id)).await {
@@ -347,7 +400,11 @@ async fn test_sign_in(
         }
         Err(StartError::Unexpected(e)) => {
             tracing::warn!(error = format!("{e:#}"), "Test sign-in could not start.");
-            flash::push(&session, Level::Error, format!("The test sign-in could not start: {e:#}"));
+            flash::push(
+                &session,
+                Level::Error,
+                format!("The test sign-in could not start: {e:#}"),
+            );
             Ok(see_other(&format!("/admin/identity/{}", kind.slug())))
         }
     }
@@ -361,9 +418,18 @@ async fn show_test_result(
 ) -> AppResult<HttpResponse> {
     let row = repo::find_sso_request(&state.db.pool, &id)
         .await?
-        .filter(|r| r.purpose == Purpose::Test.key() && r.admin_id.as_deref() == Some(admin.id.as_str()))
+        .filter(|r| {
+            r.purpose == Purpose::Test.key() && r.admin_id.as_deref() == Some(admin.id.as_str())
+        })
         .ok_or(AppError::NotFound)?;
-    let ctx = PageCtx::admin(&state, &session, &admin, Section::Identity, "Admin > Identity > Test sign-in").await?;
+    let ctx = PageCtx::admin(
+        &state,
+        &session,
+        &admin,
+        Section::Identity,
+        "Admin > Identity > Test sign-in",
+    )
+    .await?;
     let page = TestResultPage::build(&state, ctx, &row).await?;
     render(&page, StatusCode::OK)
 }
@@ -394,7 +460,11 @@ async fn saml_acs(
     meta: RequestMeta,
     form: web::Form<AcsForm>,
 ) -> AppResult<HttpResponse> {
-    answer(&state, &session, flow::handle_saml_response(&state, &meta, &form.saml_response).await?)
+    answer(
+        &state,
+        &session,
+        flow::handle_saml_response(&state, &meta, &form.saml_response).await?,
+    )
 }
 
 async fn oidc_callback(
@@ -418,9 +488,16 @@ fn answer(_state: &AppState, session: &Session, handled: Handled) -> AppResult<H
 }
 
 /// "Sign in with …" on the sign-in page.
-async fn start_admin_sign_in(state: web::Data<AppState>, session: Session) -> AppResult<HttpResponse> {
+async fn start_admin_sign_in(
+    state: web::Data<AppState>,
+    session: Session,
+) -> AppResult<HttpResponse> {
     let Some(row) = flow::provider_for(&state, Purpose::Admin, None).await? else {
-        flash::push(&session, Level::Error, "Sign-in through an identity provider is not turned on. Sign in with your Roster admin account.");
+        flash::push(
+            &session,
+            Level::Error,
+            "Sign-in through an identity provider is not turned on. Sign in with your Roster admin account.",
+        );
         return Ok(see_other("/login"));
     };
     match flow::start(&state, &row, Purpose::Admin, None, None).await {
@@ -454,7 +531,9 @@ async fn complete_sign_in(
             tracing::info!(admin_id = %admin_id, username = %username, "Admin signed in through the identity provider.");
             see_other("/admin")
         }
-        Completion::TestResult { request_id } => see_other(&format!("/admin/identity/test-results/{request_id}")),
+        Completion::TestResult { request_id } => {
+            see_other(&format!("/admin/identity/test-results/{request_id}"))
+        }
         Completion::Register {
             relay,
             user_id,
@@ -475,7 +554,8 @@ async fn complete_sign_in(
     // The binding is single-use.
     let mut gone = binding_cookie(&state, String::new());
     gone.make_removal();
-    resp.add_cookie(&gone).map_err(|e| AppError::Unexpected(e.into()))?;
+    resp.add_cookie(&gone)
+        .map_err(|e| AppError::Unexpected(e.into()))?;
     Ok(resp)
 }
 

@@ -213,9 +213,8 @@ impl EntraIdpForm {
 
 fn is_domain(s: &str) -> bool {
     s.contains('.')
-        && s.split('.').all(|l| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+        && s.split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 /// What the AD FS and generic SAML forms post.

@@ -34,7 +34,9 @@ impl IdpRow {
 const COLS: &str = "kind, enabled, use_for_admin, use_for_registration, settings, client_secret_sealed, discovered, \
      metadata_url, metadata_fetched_at, metadata_error, created_at, updated_at";
 
-pub async fn list_providers<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<IdpRow>> {
+pub async fn list_providers<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<IdpRow>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM identity_providers ORDER BY kind"
     ))
@@ -54,7 +56,9 @@ pub async fn find_provider<'e>(
     .await
 }
 
-pub async fn find_enabled<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<Option<IdpRow>> {
+pub async fn find_enabled<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Option<IdpRow>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM identity_providers WHERE enabled = 1"
     ))
@@ -110,12 +114,13 @@ pub async fn set_enabled<'e>(
     enabled: bool,
     now: Millis,
 ) -> sqlx::Result<u64> {
-    let r = sqlx::query("UPDATE identity_providers SET enabled = $1, updated_at = $2 WHERE kind = $3")
-        .bind(flag(enabled))
-        .bind(now)
-        .bind(kind)
-        .execute(ex)
-        .await?;
+    let r =
+        sqlx::query("UPDATE identity_providers SET enabled = $1, updated_at = $2 WHERE kind = $3")
+            .bind(flag(enabled))
+            .bind(now)
+            .bind(kind)
+            .execute(ex)
+            .await?;
     Ok(r.rows_affected())
 }
 
@@ -178,7 +183,9 @@ pub async fn list_certificates<'e>(
     .await
 }
 
-pub async fn list_all_certificates<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<CertRow>> {
+pub async fn list_all_certificates<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<CertRow>> {
     sqlx::query_as(
         "SELECT id, kind, fingerprint, der_b64, subject, not_after, source, added_at FROM idp_certificates \
          ORDER BY kind, not_after DESC, id",
@@ -290,10 +297,12 @@ pub async fn find_sso_request<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,
 ) -> sqlx::Result<Option<SsoRequestRow>> {
-    sqlx::query_as(&format!("SELECT {SSO_COLS} FROM sso_requests WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {SSO_COLS} FROM sso_requests WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await
 }
 
 /// Records the IdP's answer, once: false when the request was answered already (a replayed callback).

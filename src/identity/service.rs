@@ -348,7 +348,8 @@ pub async fn save_saml(
         if repo::add_certificate(&mut *tx, kind.key(), cert, resolved.cert_source, now).await? {
             audit_repo::insert(
                 &mut *tx,
-                &cert_added_event(now, actor.clone(), kind, cert, resolved.cert_source).from_request(meta),
+                &cert_added_event(now, actor.clone(), kind, cert, resolved.cert_source)
+                    .from_request(meta),
             )
             .await?;
         }
@@ -426,7 +427,11 @@ pub async fn set_enabled(
     }
     if enabled {
         check_one_active(&providers, kind).map_err(EnableError::Refused)?;
-        if kind.is_saml() && repo::list_certificates(&mut *tx, kind.key()).await?.is_empty() {
+        if kind.is_saml()
+            && repo::list_certificates(&mut *tx, kind.key())
+                .await?
+                .is_empty()
+        {
             return Err(EnableError::Refused(format!(
                 "{} has no trusted signing certificate yet: add one first.",
                 kind.label()
@@ -476,10 +481,14 @@ pub async fn remove_certificate(
     };
     audit_repo::insert(
         &mut *tx,
-        &AuditEvent::new(now, admin_actor(actor.0, actor.1), AuditAction::IdpCertificateRemoved)
-            .target("identity_provider", kind.key())
-            .from_request(meta)
-            .details(json!({ "fingerprint_sha256": cert.fingerprint, "subject": cert.subject })),
+        &AuditEvent::new(
+            now,
+            admin_actor(actor.0, actor.1),
+            AuditAction::IdpCertificateRemoved,
+        )
+        .target("identity_provider", kind.key())
+        .from_request(meta)
+        .details(json!({ "fingerprint_sha256": cert.fingerprint, "subject": cert.subject })),
     )
     .await?;
     tx.commit().await?;
@@ -488,7 +497,12 @@ pub async fn remove_certificate(
 
 /// Re-reads the metadata of one IdP configured by URL: updates its endpoints, adds new signing
 /// certificates (audited as the system), and records an error when the document cannot be used.
-pub async fn refresh_metadata(db: &Db, ctx: &IdentityContext, kind: IdpKind, now: Millis) -> anyhow::Result<()> {
+pub async fn refresh_metadata(
+    db: &Db,
+    ctx: &IdentityContext,
+    kind: IdpKind,
+    now: Millis,
+) -> anyhow::Result<()> {
     let Some(row) = repo::find_provider(&db.pool, kind.key()).await? else {
         return Ok(());
     };
@@ -510,7 +524,11 @@ pub async fn refresh_metadata(db: &Db, ctx: &IdentityContext, kind: IdpKind, now
             for cert in &d.signing_certs {
                 if repo::add_certificate(&mut *tx, kind.key(), cert, "metadata", now).await? {
                     tracing::info!(idp = kind.key(), fingerprint = %cert.fingerprint_sha256, "New IdP signing certificate trusted from metadata.");
-                    audit_repo::insert(&mut *tx, &cert_added_event(now, Actor::System, kind, cert, "metadata")).await?;
+                    audit_repo::insert(
+                        &mut *tx,
+                        &cert_added_event(now, Actor::System, kind, cert, "metadata"),
+                    )
+                    .await?;
                 }
             }
             notes::resolve(&mut *tx, &metadata_note_key(kind), now).await?;

@@ -176,7 +176,10 @@ pub struct StatusView {
     pub other_active: Option<&'static str>,
 }
 
-async fn status_of(state: &AppState, kind: IdpKind) -> anyhow::Result<(Option<IdpRow>, StatusView)> {
+async fn status_of(
+    state: &AppState,
+    kind: IdpKind,
+) -> anyhow::Result<(Option<IdpRow>, StatusView)> {
     let rows = repo::list_providers(&state.db.pool).await?;
     let row = rows.iter().find(|r| r.kind == kind.key()).cloned();
     let other_active = rows
@@ -261,7 +264,9 @@ impl EntraIdpPage {
             .and_then(|v| v["issuer"].as_str().map(str::to_owned));
         Ok(Self {
             ctx,
-            has_secret: row.as_ref().is_some_and(|r| r.client_secret_sealed.is_some()),
+            has_secret: row
+                .as_ref()
+                .is_some_and(|r| r.client_secret_sealed.is_some()),
             form,
             errors,
             clouds,
@@ -371,7 +376,11 @@ pub struct TestResultPage {
 }
 
 impl TestResultPage {
-    pub async fn build(state: &AppState, ctx: PageCtx, row: &SsoRequestRow) -> anyhow::Result<Self> {
+    pub async fn build(
+        state: &AppState,
+        ctx: PageCtx,
+        row: &SsoRequestRow,
+    ) -> anyhow::Result<Self> {
         let kind = IdpKind::from_key(&row.kind).unwrap_or(IdpKind::Saml);
         let claims: Value = row
             .claims
@@ -408,12 +417,14 @@ impl TestResultPage {
             }
         }
         let matched_user = match &row.matched_user_id {
-            Some(id) => sqlx::query_as::<_, (String, String)>(
-                "SELECT id, upn FROM directory_users WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&state.db.pool)
-            .await?,
+            Some(id) => {
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT id, upn FROM directory_users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&state.db.pool)
+                .await?
+            }
             None => None,
         };
         let (refusal_code, refusal) = match row.refusal.as_deref().and_then(|r| r.split_once('|')) {
@@ -445,8 +456,10 @@ pub struct SsoRefusedPage {
 
 /// The "Sign in with …" label for the sign-in page, when an IdP is on for admin sign-in.
 pub async fn idp_label_for_login(state: &AppState) -> anyhow::Result<Option<&'static str>> {
-    Ok(flow::provider_for(state, crate::identity::model::Purpose::Admin, None)
-        .await?
-        .and_then(|r| IdpKind::from_key(&r.kind))
-        .map(IdpKind::label))
+    Ok(
+        flow::provider_for(state, crate::identity::model::Purpose::Admin, None)
+            .await?
+            .and_then(|r| IdpKind::from_key(&r.kind))
+            .map(IdpKind::label),
+    )
 }

@@ -9,8 +9,13 @@ use crate::web::AppState;
 pub async fn run(state: AppState, cancel: CancellationToken) {
     loop {
         let now = state.clock.now_ms();
-        if let Err(e) = crate::identity::service::housekeeping(&state.db, &state.identity, now).await {
-            tracing::warn!(error = format!("{e:#}"), "Identity housekeeping failed; it runs again later.");
+        if let Err(e) =
+            crate::identity::service::housekeeping(&state.db, &state.identity, now).await
+        {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "Identity housekeeping failed; it runs again later."
+            );
         }
         tokio::select! {
             () = cancel.cancelled() => break,

@@ -54,7 +54,14 @@ async fn page(
     errors: FieldErrors,
     preview_user: &str,
 ) -> AppResult<InvitationsPage> {
-    let ctx = PageCtx::admin(state, session, admin, Section::Invitations, "Admin > Invitations").await?;
+    let ctx = PageCtx::admin(
+        state,
+        session,
+        admin,
+        Section::Invitations,
+        "Admin > Invitations",
+    )
+    .await?;
     let stored = service::settings(&state.db).await?;
     let form = form.unwrap_or_else(|| TemplateForm::from(&stored));
     let preview = preview_for(state, &stored, preview_user).await?;
@@ -69,15 +76,19 @@ async fn preview_for(
     if user_key.trim().is_empty() {
         return Ok(None);
     }
-    let Some(user) = crate::configurations::repo::find_user(&state.db.pool, user_key.trim()).await? else {
+    let Some(user) =
+        crate::configurations::repo::find_user(&state.db.pool, user_key.trim()).await?
+    else {
         return Ok(Some(PreviewView::not_found(user_key)));
     };
     let names = custom_names(&custom_attributes(&state.db).await?);
     let link = service::registration_link(&state.base_url, "EXAMPLE-TOKEN-shown-only-in-previews");
-    Ok(Some(match service::render(s, &facts(&user), &names, &link) {
-        Ok(r) => PreviewView::rendered(&user.upn, r),
-        Err(e) => PreviewView::failed(&user.upn, &e.to_string()),
-    }))
+    Ok(Some(
+        match service::render(s, &facts(&user), &names, &link) {
+            Ok(r) => PreviewView::rendered(&user.upn, r),
+            Err(e) => PreviewView::failed(&user.upn, &e.to_string()),
+        },
+    ))
 }
 
 async fn show_invitations(
@@ -178,7 +189,10 @@ async fn test_send(
     let to = input.to.trim();
     if !crate::mail::model::is_address(to) {
         let mut errors = FieldErrors::new();
-        errors.insert("to", "Enter the address to send the test to, like name@example.com.".into());
+        errors.insert(
+            "to",
+            "Enter the address to send the test to, like name@example.com.".into(),
+        );
         let p = page(&state, &session, &admin, None, errors, &input.user).await?;
         return render(&p, StatusCode::UNPROCESSABLE_ENTITY);
     }
@@ -194,17 +208,21 @@ async fn test_send(
         input.user.trim().to_owned()
     };
     let user = crate::configurations::repo::find_user(&state.db.pool, &key).await?;
-    let facts = user.as_ref().map(facts).unwrap_or_else(|| crate::configurations::model::UserFacts {
-        upn: "jane.doe@example.com".into(),
-        display_name: "Jane Doe".into(),
-        given_name: Some("Jane".into()),
-        surname: Some("Doe".into()),
-        mail: Some("jane.doe@example.com".into()),
-        ..Default::default()
-    });
+    let facts =
+        user.as_ref()
+            .map(facts)
+            .unwrap_or_else(|| crate::configurations::model::UserFacts {
+                upn: "jane.doe@example.com".into(),
+                display_name: "Jane Doe".into(),
+                given_name: Some("Jane".into()),
+                surname: Some("Doe".into()),
+                mail: Some("jane.doe@example.com".into()),
+                ..Default::default()
+            });
     let names = custom_names(&custom_attributes(&state.db).await?);
     let link = service::registration_link(&state.base_url, "TEST-ONLY-this-link-does-not-work");
-    let rendered = service::render(&s, &facts, &names, &link).map_err(|e| AppError::Conflict(e.to_string()))?;
+    let rendered = service::render(&s, &facts, &names, &link)
+        .map_err(|e| AppError::Conflict(e.to_string()))?;
     let now = state.clock.now_ms();
     enqueue(
         &state.db.pool,
@@ -224,7 +242,10 @@ async fn test_send(
     flash::push(
         &session,
         Level::Success,
-        format!("A test invitation for {} is queued to {to}. Its delivery shows on the Mail page.", facts.upn),
+        format!(
+            "A test invitation for {} is queued to {to}. Its delivery shows on the Mail page.",
+            facts.upn
+        ),
     );
     Ok(see_other(PATH))
 }
@@ -252,7 +273,11 @@ fn outcome_message(o: &InviteOutcome) -> (Level, String) {
             if o.skipped == 1 { " was" } else { "s were" }
         ));
     }
-    let level = if o.invited == 0 { Level::Error } else { Level::Success };
+    let level = if o.invited == 0 {
+        Level::Error
+    } else {
+        Level::Success
+    };
     (level, msg)
 }
 
@@ -263,7 +288,14 @@ async fn invite_user(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let now = state.clock.now_ms();
-    let o = service::invite(&state.db, &state.base_url, std::slice::from_ref(&*id), (&admin.id, &admin.username), now).await?;
+    let o = service::invite(
+        &state.db,
+        &state.base_url,
+        std::slice::from_ref(&*id),
+        (&admin.id, &admin.username),
+        now,
+    )
+    .await?;
     state.mail.wake.notify_one();
     let (level, msg) = outcome_message(&o);
     flash::push(&session, level, msg);
@@ -276,11 +308,25 @@ async fn revoke_invitation(
     admin: AdminSession,
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let n = service::revoke(&state.db, &id, (&admin.id, &admin.username), state.clock.now_ms()).await?;
+    let n = service::revoke(
+        &state.db,
+        &id,
+        (&admin.id, &admin.username),
+        state.clock.now_ms(),
+    )
+    .await?;
     if n > 0 {
-        flash::push(&session, Level::Success, "The invitation is revoked: its link no longer works.");
+        flash::push(
+            &session,
+            Level::Success,
+            "The invitation is revoked: its link no longer works.",
+        );
     } else {
-        flash::push(&session, Level::Info, "There was no open invitation to revoke.");
+        flash::push(
+            &session,
+            Level::Info,
+            "There was no open invitation to revoke.",
+        );
     }
     Ok(see_other(&format!("/admin/users/{id}")))
 }
@@ -300,7 +346,14 @@ async fn invite_filtered(
     let query = crate::directory::handlers::user_query_from_pairs(&pairs);
     let ids = crate::directory::service::all_user_ids(&state.db, &query).await?;
     let now = state.clock.now_ms();
-    let o = service::invite(&state.db, &state.base_url, &ids, (&admin.id, &admin.username), now).await?;
+    let o = service::invite(
+        &state.db,
+        &state.base_url,
+        &ids,
+        (&admin.id, &admin.username),
+        now,
+    )
+    .await?;
     state.mail.wake.notify_one();
     let (level, msg) = outcome_message(&o);
     flash::push(&session, level, msg);
@@ -388,9 +441,13 @@ async fn valid_invitation(
 
 /// How this invitee registers: through the IdP set up for registration, with a password (local users when
 /// no IdP is), or not at all yet.
-async fn method_for(state: &AppState, user: &registration::Invitee) -> AppResult<(&'static str, Option<&'static str>)> {
+async fn method_for(
+    state: &AppState,
+    user: &registration::Invitee,
+) -> AppResult<(&'static str, Option<&'static str>)> {
     if let Some(row) = sso::provider_for(state, Purpose::Register, None).await? {
-        let label = crate::identity::model::IdpKind::from_key(&row.kind).map_or("your identity provider", |k| k.label());
+        let label = crate::identity::model::IdpKind::from_key(&row.kind)
+            .map_or("your identity provider", |k| k.label());
         return Ok(("idp", Some(label)));
     }
     if user.source == "local" {
@@ -448,7 +505,9 @@ async fn continue_registration(
         return render(&p, StatusCode::CONFLICT);
     };
     match sso::start(&state, &row, Purpose::Register, Some(&inv.id), None).await {
-        Ok(started) => Ok(crate::identity::handlers::redirect_with_binding(&state, started)),
+        Ok(started) => Ok(crate::identity::handlers::redirect_with_binding(
+            &state, started,
+        )),
         Err(StartError::Refused(r)) => Err(AppError::Conflict(r.message)),
         Err(StartError::Unexpected(e)) => Err(AppError::Upstream {
             service: "the identity provider",
@@ -484,9 +543,15 @@ async fn register_with_password(
     }
     let mut errors = FieldErrors::new();
     if input.password.chars().count() < 12 {
-        errors.insert("password", "Choose a password of at least 12 characters.".into());
+        errors.insert(
+            "password",
+            "Choose a password of at least 12 characters.".into(),
+        );
     } else if input.password != input.confirm {
-        errors.insert("confirm", "The two passwords differ. Type the same password twice.".into());
+        errors.insert(
+            "confirm",
+            "The two passwords differ. Type the same password twice.".into(),
+        );
     }
     if !errors.is_empty() {
         let p = registration_page(&state, &session, &token, &user, errors).await?;

@@ -74,7 +74,13 @@ pub fn template_variables(custom: &[CustomAttribute]) -> Vec<String> {
     v
 }
 
-fn number(e: &mut FieldErrors, field: &'static str, raw: &str, range: std::ops::RangeInclusive<i64>, what: &str) -> i64 {
+fn number(
+    e: &mut FieldErrors,
+    field: &'static str,
+    raw: &str,
+    range: std::ops::RangeInclusive<i64>,
+    what: &str,
+) -> i64 {
     match raw.trim().parse::<i64>() {
         Ok(n) if range.contains(&n) => n,
         _ => {
@@ -102,23 +108,46 @@ impl TemplateForm {
             } else if let Err(err) = substitute::check(text, is_known) {
                 e.insert(
                     field,
-                    format!("{err}. Variables you can use: {}.", known.iter().map(|k| format!("${{{k}}}")).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "{err}. Variables you can use: {}.",
+                        known
+                            .iter()
+                            .map(|k| format!("${{{k}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
             }
         }
         if self.subject.contains(['\r', '\n']) {
             e.insert("subject", "The subject must be one line.".into());
         }
-        for (field, text) in [("text_body", &self.text_body), ("html_body", &self.html_body)] {
+        for (field, text) in [
+            ("text_body", &self.text_body),
+            ("html_body", &self.html_body),
+        ] {
             if !e.contains_key(field) && !text.contains(&format!("${{{LINK_VARIABLE}}}")) {
                 e.insert(
                     field,
-                    "Include ${registrationLink}: without it the invited user cannot register.".into(),
+                    "Include ${registrationLink}: without it the invited user cannot register."
+                        .into(),
                 );
             }
         }
-        let lifetime_days = number(&mut e, "lifetime_days", &self.lifetime_days, 1..=90, "the link lifetime in days");
-        let pin_length = number(&mut e, "pin_length", &self.pin_length, 6..=12, "the PIN length");
+        let lifetime_days = number(
+            &mut e,
+            "lifetime_days",
+            &self.lifetime_days,
+            1..=90,
+            "the link lifetime in days",
+        );
+        let pin_length = number(
+            &mut e,
+            "pin_length",
+            &self.pin_length,
+            6..=12,
+            "the PIN length",
+        );
         let pin_lifetime_minutes = number(
             &mut e,
             "pin_lifetime_minutes",

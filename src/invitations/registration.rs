@@ -22,7 +22,8 @@ pub fn new_pin(len: usize) -> anyhow::Result<String> {
     let mut out = String::with_capacity(len);
     while out.len() < len {
         let mut buf = [0u8; 16];
-        getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
+        getrandom::fill(&mut buf)
+            .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
         for b in buf {
             if b < 250 && out.len() < len {
                 out.push(char::from(b'0' + b % 10));
@@ -150,7 +151,8 @@ pub async fn refuse_wrong_person(
 
 /// The QR code of the enrollment address, as SVG markup.
 pub fn qr_svg(data: &str) -> anyhow::Result<String> {
-    let code = qrcode::QrCode::new(data.as_bytes()).map_err(|e| anyhow::anyhow!("making the QR code: {e}"))?;
+    let code = qrcode::QrCode::new(data.as_bytes())
+        .map_err(|e| anyhow::anyhow!("making the QR code: {e}"))?;
     Ok(code
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(220, 220)

@@ -197,9 +197,7 @@ pub async fn insert_invitations(
             "UPDATE invitations SET replaced_at = $1 WHERE used_at IS NULL AND revoked_at IS NULL \
              AND replaced_at IS NULL AND expires_at > $2 AND user_id IN ({list})"
         );
-        let mut q = sqlx::query(&sql)
-        .bind(now)
-        .bind(now);
+        let mut q = sqlx::query(&sql).bind(now).bind(now);
         for id in &ids {
             q = q.bind(*id);
         }
@@ -207,16 +205,21 @@ pub async fn insert_invitations(
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = 3 + i * 5;
-                format!("(${}, ${}, ${}, $1, ${}, $2, ${})", b, b + 1, b + 2, b + 3, b + 4)
+                format!(
+                    "(${}, ${}, ${}, $1, ${}, $2, ${})",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4
+                )
             })
             .collect();
         let sql = format!(
             "INSERT INTO invitations (id, user_id, token_hash, created_at, expires_at, created_by, mail_id) VALUES {}",
             values.join(", ")
         );
-        let mut q = sqlx::query(&sql)
-        .bind(now)
-        .bind(created_by);
+        let mut q = sqlx::query(&sql).bind(now).bind(created_by);
         for r in chunk {
             q = q
                 .bind(&r.id)
@@ -231,8 +234,7 @@ pub async fn insert_invitations(
              THEN 'registered' ELSE 'invited' END, invited_at = $1 WHERE id IN ({})",
             placeholders(2, ids.len())
         );
-        let mut q = sqlx::query(&sql)
-        .bind(now);
+        let mut q = sqlx::query(&sql).bind(now);
         for id in &ids {
             q = q.bind(*id);
         }
@@ -348,8 +350,8 @@ pub async fn new_uninvited_users(
             placeholders(3, chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql)
-        .bind(source_id)
-        .bind(run_id);
+            .bind(source_id)
+            .bind(run_id);
         for e in chunk {
             q = q.bind(e);
         }

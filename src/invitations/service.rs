@@ -103,7 +103,10 @@ const USER_COLS: &str = "id, source, external_id, upn, mail, given_name, surname
 /// Invites `user_ids` inside the caller's transaction: each gets a fresh token (an open invitation is
 /// replaced), the mail goes to the outbox in the same transaction, and the user becomes "invited".
 /// Registered, not synced and deleted users are skipped; so are users without an email address.
-#[expect(clippy::too_many_arguments, reason = "the transaction, the template and who asks")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the transaction, the template and who asks"
+)]
 pub async fn invite_in_tx(
     conn: &mut AnyConnection,
     base: &BaseUrl,
@@ -237,7 +240,12 @@ pub async fn auto_invite_new_users(
 
 /// Revokes a user's open invitation (the link stops working); the user becomes "not invited" again unless
 /// registered.
-pub async fn revoke(db: &Db, user_id: &str, admin: (&str, &str), now: Millis) -> anyhow::Result<u64> {
+pub async fn revoke(
+    db: &Db,
+    user_id: &str,
+    admin: (&str, &str),
+    now: Millis,
+) -> anyhow::Result<u64> {
     let mut tx = db.begin().await?;
     let n = repo::revoke_open(&mut *tx, user_id, now).await?;
     if n > 0 {
@@ -334,7 +342,10 @@ mod tests {
         assert!(r.text.contains("Hello Jane <Doe> & Co,"));
         assert!(r.text.contains("https://roster.example/register/abc"));
         assert!(r.html.contains("Jane &lt;Doe&gt; &amp; Co"));
-        assert!(r.html.contains("href=\"https://roster.example/register/abc\""));
+        assert!(
+            r.html
+                .contains("href=\"https://roster.example/register/abc\"")
+        );
     }
 
     #[test]

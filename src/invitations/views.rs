@@ -27,7 +27,9 @@ impl PreviewView {
         Self {
             user: key.to_owned(),
             found: false,
-            error: Some(format!("No user matches \"{key}\". Enter a UPN, an email address or a user id.")),
+            error: Some(format!(
+                "No user matches \"{key}\". Enter a UPN, an email address or a user id."
+            )),
             subject: String::new(),
             text: String::new(),
             html: String::new(),
@@ -93,16 +95,20 @@ impl InvitationsPage {
         let now = state.clock.now_ms();
         let attrs = crate::configurations::service::custom_attributes(&state.db).await?;
         let states = repo::count_states(&state.db.pool).await?;
-        let counts = [InvitationState::None, InvitationState::Invited, InvitationState::Registered]
-            .into_iter()
-            .map(|s| {
-                let n = states
-                    .iter()
-                    .find(|(k, _)| k == s.key())
-                    .map_or(0, |(_, n)| *n);
-                (s.key(), s.label(), n)
-            })
-            .collect();
+        let counts = [
+            InvitationState::None,
+            InvitationState::Invited,
+            InvitationState::Registered,
+        ]
+        .into_iter()
+        .map(|s| {
+            let n = states
+                .iter()
+                .find(|(k, _)| k == s.key())
+                .map_or(0, |(_, n)| *n);
+            (s.key(), s.label(), n)
+        })
+        .collect();
         let rows = repo::list_recent(&state.db.pool, 50).await?;
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let delivery = service::delivery_states(&state.db, &ids).await?;
@@ -136,9 +142,12 @@ impl InvitationsPage {
                 }
             })
             .collect();
-        let auto_invite = crate::settings::repo::find_source(&state.db.pool, crate::settings::model::ENTRA_SOURCE_ID)
-            .await?
-            .is_some_and(|s| s.settings.auto_invite);
+        let auto_invite = crate::settings::repo::find_source(
+            &state.db.pool,
+            crate::settings::model::ENTRA_SOURCE_ID,
+        )
+        .await?
+        .is_some_and(|s| s.settings.auto_invite);
         Ok(Self {
             ctx,
             form,
@@ -174,11 +183,7 @@ pub struct UserInvitations {
 }
 
 impl UserInvitations {
-    pub async fn load(
-        state: &AppState,
-        user_id: &str,
-        has_email: bool,
-    ) -> anyhow::Result<Self> {
+    pub async fn load(state: &AppState, user_id: &str, has_email: bool) -> anyhow::Result<Self> {
         let now = state.clock.now_ms();
         let (inv_state, registered_at): (String, Option<i64>) = sqlx::query_as(
             "SELECT invitation_state, registered_at FROM directory_users WHERE id = $1",

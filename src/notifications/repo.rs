@@ -58,10 +58,12 @@ pub async fn list_open_keys<'e>(
     ex: impl Executor<'e, Database = Any>,
     kind: &str,
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT dedup_key FROM notifications WHERE kind = $1 AND resolved_at IS NULL")
-        .bind(kind)
-        .fetch_all(ex)
-        .await
+    sqlx::query_scalar(
+        "SELECT dedup_key FROM notifications WHERE kind = $1 AND resolved_at IS NULL",
+    )
+    .bind(kind)
+    .fetch_all(ex)
+    .await
 }
 
 pub async fn count_open<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {

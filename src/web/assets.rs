@@ -19,13 +19,12 @@ struct Asset {
     content_type: &'static str,
 }
 
-static ASSETS: LazyLock<Vec<Asset>> =
-    LazyLock::new(|| {
-        vec![
-            hashed("css/roster", "css", CSS, "text/css; charset=utf-8"),
-            hashed("js/roster", "js", JS, "text/javascript; charset=utf-8"),
-        ]
-    });
+static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    vec![
+        hashed("css/roster", "css", CSS, "text/css; charset=utf-8"),
+        hashed("js/roster", "js", JS, "text/javascript; charset=utf-8"),
+    ]
+});
 
 fn hashed(stem: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
     let digest = Sha256::digest(body.as_bytes());
@@ -48,7 +47,9 @@ pub fn css_href() -> &'static str {
 
 /// The script's URL for pages that use it.
 pub fn js_href() -> &'static str {
-    ASSETS.get(1).map_or("/static/js/roster.js", |a| a.href.as_str())
+    ASSETS
+        .get(1)
+        .map_or("/static/js/roster.js", |a| a.href.as_str())
 }
 
 pub fn configure(r: &mut Routes<'_>) {

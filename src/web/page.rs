@@ -37,7 +37,12 @@ const NAV: &[(Section, &str, &str, &str)] = &[
         "/admin/azure/entra-user-source",
     ),
     (Section::Sync, "Microsoft Azure", "Sync", "/admin/sync"),
-    (Section::Identity, "Identity", "Identity Providers", "/admin/identity"),
+    (
+        Section::Identity,
+        "Identity",
+        "Identity Providers",
+        "/admin/identity",
+    ),
     (
         Section::Invitations,
         "Identity",

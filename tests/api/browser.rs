@@ -225,8 +225,14 @@ async fn a_browser_searches_filters_and_opens_a_user() {
 }
 
 /// Sends `user_id` an invitation and returns the link from the mail the SMTP peer received.
-async fn invitation_link(app: &crate::helpers::TestApp, smtp: &crate::smtp_peer::SmtpPeer, user_id: &str, nth: usize) -> String {
-    app.post_form(&format!("/admin/users/{user_id}/invite"), &[]).await;
+async fn invitation_link(
+    app: &crate::helpers::TestApp,
+    smtp: &crate::smtp_peer::SmtpPeer,
+    user_id: &str,
+    nth: usize,
+) -> String {
+    app.post_form(&format!("/admin/users/{user_id}/invite"), &[])
+        .await;
     roster::mail::worker::run_once(&app.state, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
@@ -236,10 +242,17 @@ async fn invitation_link(app: &crate::helpers::TestApp, smtp: &crate::smtp_peer:
     text[start..].split_whitespace().next().unwrap().to_owned()
 }
 
-async fn registration_in_browser(link: String, user: &'static str, protocol: &'static str, prefix: &'static str) {
-    tokio::task::spawn_blocking(move || run_browser_script("registration.mjs", &[&link, user, protocol, prefix]))
-        .await
-        .unwrap();
+async fn registration_in_browser(
+    link: String,
+    user: &'static str,
+    protocol: &'static str,
+    prefix: &'static str,
+) {
+    tokio::task::spawn_blocking(move || {
+        run_browser_script("registration.mjs", &[&link, user, protocol, prefix])
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -253,8 +266,10 @@ async fn a_browser_sets_up_each_idp_kind_signs_in_through_each_and_users_registe
         .await;
     let alice = crate::identity::local_user(&app, "alice@example.com", "alice@example.com").await;
     let bob = crate::identity::local_user(&app, "bob@example.com", "bob@example.com").await;
-    app.create_admin("alice@example.com", "an-sso-admin-password").await;
-    let idp = crate::saml_peer::SamlIdp::start(&app.url("/saml/metadata"), &app.url("/saml/acs")).await;
+    app.create_admin("alice@example.com", "an-sso-admin-password")
+        .await;
+    let idp =
+        crate::saml_peer::SamlIdp::start(&app.url("/saml/metadata"), &app.url("/saml/acs")).await;
     let metadata_file = app.data_dir.join("adfs-metadata.xml");
     std::fs::write(&metadata_file, idp.metadata_xml().await).unwrap();
     let accounts = serde_json::json!({
@@ -263,7 +278,13 @@ async fn a_browser_sets_up_each_idp_kind_signs_in_through_each_and_users_registe
     })
     .to_string();
     let secret = "a-long-client-secret-for-the-oidc-peer-0123456789";
-    let oidc = crate::oidc_peer::start("roster-browser", secret, &app.url("/oidc/callback"), &accounts).await;
+    let oidc = crate::oidc_peer::start(
+        "roster-browser",
+        secret,
+        &app.url("/oidc/callback"),
+        &accounts,
+    )
+    .await;
     let args: Vec<String> = vec![
         app.address.clone(),
         format!("{}/metadata", idp.base_url),
@@ -285,7 +306,11 @@ async fn a_browser_sets_up_each_idp_kind_signs_in_through_each_and_users_registe
     .fetch_all(&app.db.pool)
     .await
     .unwrap();
-    assert_eq!(sign_ins, vec!["saml", "adfs", "entra"], "one portal sign-in through each kind");
+    assert_eq!(
+        sign_ins,
+        vec!["saml", "adfs", "entra"],
+        "one portal sign-in through each kind"
+    );
 
     // Invitation mails' links, followed in the browser: through oidc-provider (Entra ID is active), then
     // through the SAML IdP.

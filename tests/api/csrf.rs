@@ -23,7 +23,11 @@ async fn assert_all_refused(app: &TestApp, label: &str) {
     // The IdP's cross-site answers cannot carry our token: they are checked by their own signed state
     // (see tests/api/identity.rs), and here only shown to refuse a forged answer without changing anything.
     let exempt = roster::web::csrf::EXEMPT_PATHS;
-    for path in exempt.iter().filter(|p| routes::table().iter().any(|r| r.method == Method::POST && r.path == **p)) {
+    for path in exempt.iter().filter(|p| {
+        routes::table()
+            .iter()
+            .any(|r| r.method == Method::POST && r.path == **p)
+    }) {
         let resp = app
             .client
             .post(app.url(path))
@@ -31,7 +35,11 @@ async fn assert_all_refused(app: &TestApp, label: &str) {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 400, "{label}: a forged answer to {path} is refused");
+        assert_eq!(
+            resp.status().as_u16(),
+            400,
+            "{label}: a forged answer to {path} is refused"
+        );
     }
     let posts: Vec<_> = routes::table()
         .into_iter()

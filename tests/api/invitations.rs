@@ -44,7 +44,9 @@ async fn deliver(app: &TestApp) {
 }
 
 fn link_in(text: &str) -> String {
-    let start = text.find("/register/").expect("the mail has a registration link");
+    let start = text
+        .find("/register/")
+        .expect("the mail has a registration link");
     let begin = text[..start].rfind("http").unwrap();
     let end = text[start..]
         .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
@@ -53,7 +55,12 @@ fn link_in(text: &str) -> String {
 }
 
 fn location(resp: &reqwest::Response) -> String {
-    resp.headers().get(LOCATION).unwrap().to_str().unwrap().to_owned()
+    resp.headers()
+        .get(LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -63,13 +70,19 @@ async fn an_invited_user_registers_through_the_saml_idp_and_gets_a_pin() {
     configure_smtp(&app, smtp.port()).await;
     let alice = local_user(&app, "alice@example.com", "alice@example.com").await;
 
-    let resp = app.post_form(&format!("/admin/users/{alice}/invite"), &[]).await;
+    let resp = app
+        .post_form(&format!("/admin/users/{alice}/invite"), &[])
+        .await;
     assert_redirect_to(&resp, &format!("/admin/users/{alice}"));
     deliver(&app).await;
     let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(mails.len(), 1);
     let m = &mails[0];
-    assert!(m.to.iter().any(|t| t.contains("alice@example.com")), "{:?}", m.to);
+    assert!(
+        m.to.iter().any(|t| t.contains("alice@example.com")),
+        "{:?}",
+        m.to
+    );
     assert!(m.html.is_some() && m.text.is_some(), "a text + HTML pair");
     let link = link_in(m.text.as_deref().unwrap());
     assert!(link.starts_with(&app.url("/register/")), "{link}");
@@ -83,7 +96,10 @@ async fn an_invited_user_registers_through_the_saml_idp_and_gets_a_pin() {
         .unwrap();
     assert_eq!(stored, 0);
     let user_page = app.get_html(&format!("/admin/users/{alice}")).await;
-    assert!(user_page.contains("data-test=\"invitation-history\""), "history on the user");
+    assert!(
+        user_page.contains("data-test=\"invitation-history\""),
+        "history on the user"
+    );
 
     // Someone else (bob) signs in with alice's link: refused, the link keeps working.
     let person = app.new_client();
@@ -93,33 +109,62 @@ async fn an_invited_user_registers_through_the_saml_idp_and_gets_a_pin() {
     assert!(page.contains("Test alice@example.com"), "who it is for");
     assert!(page.contains("a•••e@example.com"), "masked email: {page}");
     let csrf = crate::helpers::csrf_token_in(&page);
-    let go = person.post(&link).form(&[("csrf_token", csrf.as_str())]).send().await.unwrap();
+    let go = person
+        .post(&link)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     let (resp_b64, _) = idp.response_for(&location(&go), "bob").await;
-    let acs = person.post(app.url("/saml/acs")).form(&[("SAMLResponse", resp_b64.as_str())]).send().await.unwrap();
+    let acs = person
+        .post(app.url("/saml/acs"))
+        .form(&[("SAMLResponse", resp_b64.as_str())])
+        .send()
+        .await
+        .unwrap();
     let done = person.get(app.url(&location(&acs))).send().await.unwrap();
     assert_eq!(done.status().as_u16(), 403);
     let page = done.text().await.unwrap();
     assert!(page.contains("data-kind=\"wrong_person\""), "{page}");
-    assert!(app.audit_actions().await.contains(&"invitation.registration_refused".to_owned()));
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"invitation.registration_refused".to_owned())
+    );
 
     // alice herself: registered, PIN and QR code shown.
-    let go = person.post(&link).form(&[("csrf_token", csrf.as_str())]).send().await.unwrap();
+    let go = person
+        .post(&link)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     let (resp_b64, _) = idp.response_for(&location(&go), "alice").await;
-    let acs = person.post(app.url("/saml/acs")).form(&[("SAMLResponse", resp_b64.as_str())]).send().await.unwrap();
+    let acs = person
+        .post(app.url("/saml/acs"))
+        .form(&[("SAMLResponse", resp_b64.as_str())])
+        .send()
+        .await
+        .unwrap();
     let done = person.get(app.url(&location(&acs))).send().await.unwrap();
     assert_eq!(done.status().as_u16(), 200);
     let page = done.text().await.unwrap();
     assert!(page.contains("data-test=\"enrolled\""), "{page}");
     assert!(page.contains("<svg"), "QR code");
     assert!(page.contains(&format!("data-test=\"enroll-server\">{}", app.address)));
-    let pin_start = page.find("data-test=\"enroll-pin\">").unwrap() + "data-test=\"enroll-pin\">".len();
-    let pin: String = page[pin_start..].chars().take_while(char::is_ascii_digit).collect();
+    let pin_start =
+        page.find("data-test=\"enroll-pin\">").unwrap() + "data-test=\"enroll-pin\">".len();
+    let pin: String = page[pin_start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     assert_eq!(pin.len(), 8, "default PIN length");
-    let state: String = sqlx::query_scalar("SELECT invitation_state FROM directory_users WHERE id = $1")
-        .bind(&alice)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let state: String =
+        sqlx::query_scalar("SELECT invitation_state FROM directory_users WHERE id = $1")
+            .bind(&alice)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert_eq!(state, "registered");
 
     // The link works once.
@@ -134,8 +179,10 @@ async fn revoked_replaced_expired_and_malformed_links_are_refused() {
     let (app, _idp) = app_with_saml(true).await;
     configure_smtp(&app, smtp.port()).await;
     let carol = local_user(&app, "carol@example.com", "carol@example.com").await;
-    app.post_form(&format!("/admin/users/{carol}/invite"), &[]).await;
-    app.post_form(&format!("/admin/users/{carol}/invite"), &[]).await;
+    app.post_form(&format!("/admin/users/{carol}/invite"), &[])
+        .await;
+    app.post_form(&format!("/admin/users/{carol}/invite"), &[])
+        .await;
     deliver(&app).await;
     let mails = smtp.wait_for(2, Duration::from_secs(10)).await;
     let first = link_in(mails[0].text.as_deref().unwrap());
@@ -147,13 +194,22 @@ async fn revoked_replaced_expired_and_malformed_links_are_refused() {
     assert_eq!(status(replaced), 410, "the older link died with the resend");
     assert_eq!(status(visitor.get(&second).send().await.unwrap()), 200);
     // Revoked.
-    let resp = app.post_form(&format!("/admin/users/{carol}/revoke-invitation"), &[]).await;
+    let resp = app
+        .post_form(&format!("/admin/users/{carol}/revoke-invitation"), &[])
+        .await;
     assert_redirect_to(&resp, &format!("/admin/users/{carol}"));
     let revoked = visitor.get(&second).send().await.unwrap();
     assert_eq!(revoked.status().as_u16(), 410);
-    assert!(revoked.text().await.unwrap().contains("data-kind=\"revoked\""));
+    assert!(
+        revoked
+            .text()
+            .await
+            .unwrap()
+            .contains("data-kind=\"revoked\"")
+    );
     // Expired after 7 days (the default lifetime).
-    app.post_form(&format!("/admin/users/{carol}/invite"), &[]).await;
+    app.post_form(&format!("/admin/users/{carol}/invite"), &[])
+        .await;
     deliver(&app).await;
     let mails = smtp.wait_for(3, Duration::from_secs(10)).await;
     let third = link_in(mails[2].text.as_deref().unwrap());
@@ -161,11 +217,26 @@ async fn revoked_replaced_expired_and_malformed_links_are_refused() {
     app.clock.advance(7 * DAY + 1000);
     let expired = visitor.get(&third).send().await.unwrap();
     assert_eq!(expired.status().as_u16(), 410);
-    assert!(expired.text().await.unwrap().contains("data-kind=\"expired\""));
+    assert!(
+        expired
+            .text()
+            .await
+            .unwrap()
+            .contains("data-kind=\"expired\"")
+    );
     // Malformed and unknown.
-    let bad = visitor.get(app.url("/register/not-a-token")).send().await.unwrap();
+    let bad = visitor
+        .get(app.url("/register/not-a-token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 404);
-    assert!(bad.text().await.unwrap().contains("data-kind=\"malformed\""));
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("data-kind=\"malformed\"")
+    );
     let unknown = visitor
         .get(app.url("/register/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
         .send()
@@ -188,27 +259,53 @@ async fn local_users_without_an_idp_register_with_a_password() {
     let resp = app
         .post_form(
             "/admin/identity/generic",
-            &[("metadata_url", &format!("{}/metadata", idp.base_url)), ("use_for_admin", "on")],
+            &[
+                ("metadata_url", &format!("{}/metadata", idp.base_url)),
+                ("use_for_admin", "on"),
+            ],
         )
         .await;
     assert_redirect_to(&resp, "/admin/identity/generic");
     configure_smtp(&app, smtp.port()).await;
     let dave = local_user(&app, "dave@example.com", "dave@example.com").await;
-    app.post_form(&format!("/admin/users/{dave}/invite"), &[]).await;
+    app.post_form(&format!("/admin/users/{dave}/invite"), &[])
+        .await;
     deliver(&app).await;
-    let link = link_in(smtp.wait_for(1, Duration::from_secs(10)).await[0].text.as_deref().unwrap());
+    let link = link_in(
+        smtp.wait_for(1, Duration::from_secs(10)).await[0]
+            .text
+            .as_deref()
+            .unwrap(),
+    );
     let person = app.new_client();
-    let page = person.get(&link).send().await.unwrap().text().await.unwrap();
+    let page = person
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("data-test=\"register-password\""), "{page}");
     let csrf = crate::helpers::csrf_token_in(&page);
     let short = person
         .post(format!("{link}/password"))
-        .form(&[("csrf_token", csrf.as_str()), ("password", "short"), ("confirm", "short")])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("password", "short"),
+            ("confirm", "short"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(short.status().as_u16(), 422);
-    assert!(short.text().await.unwrap().contains("data-test=\"error-password\""));
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap()
+            .contains("data-test=\"error-password\"")
+    );
     let ok = person
         .post(format!("{link}/password"))
         .form(&[
@@ -220,12 +317,18 @@ async fn local_users_without_an_idp_register_with_a_password() {
         .await
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
-    assert!(ok.text().await.unwrap().contains("data-test=\"enroll-pin\""));
-    let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM directory_users WHERE id = $1")
-        .bind(&dave)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .contains("data-test=\"enroll-pin\"")
+    );
+    let hash: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM directory_users WHERE id = $1")
+            .bind(&dave)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert!(hash.unwrap().starts_with("$argon2id$"));
 }
 
@@ -247,11 +350,15 @@ async fn auto_invite_after_a_sync_sends_one_mail_per_new_user_and_bulk_invites_a
     .await
     .unwrap();
     assert!(with_mail > 0);
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE kind = 'invitation'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(queued, with_mail, "one invitation per new user with an address");
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE kind = 'invitation'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        queued, with_mail,
+        "one invitation per new user with an address"
+    );
     deliver(&app).await;
     let n = usize::try_from(with_mail).unwrap();
     let received = smtp.wait_for(n, Duration::from_secs(30)).await;
@@ -267,7 +374,10 @@ async fn auto_invite_after_a_sync_sends_one_mail_per_new_user_and_bulk_invites_a
     // Bulk: "Invite all matching" on a filtered set (all 1,000 imported users with an address) re-invites
     // exactly the filtered users.
     let filtered = app
-        .post_form("/admin/users-invite", &[("source", "entra"), ("invitation", "invited")])
+        .post_form(
+            "/admin/users-invite",
+            &[("source", "entra"), ("invitation", "invited")],
+        )
         .await;
     assert_eq!(filtered.status().as_u16(), 303);
     assert_eq!(app.count("invitations").await, with_mail * 2);
@@ -278,7 +388,10 @@ async fn auto_invite_after_a_sync_sends_one_mail_per_new_user_and_bulk_invites_a
     .await
     .unwrap();
     assert_eq!(open, with_mail, "each user has one working link");
-    assert!(with_mail >= 900, "the bulk invite covered about 1,000 users ({with_mail})");
+    assert!(
+        with_mail >= 900,
+        "the bulk invite covered about 1,000 users ({with_mail})"
+    );
     deliver(&app).await;
     let received = smtp.wait_for(2 * n, Duration::from_secs(60)).await;
     assert_eq!(received.len(), 2 * n);
@@ -318,7 +431,10 @@ async fn the_template_validates_previews_test_sends_and_resets() {
             &[
                 ("subject", "Welcome ${userFirstName}"),
                 ("text_body", "Go: ${registrationLink}"),
-                ("html_body", "<p><a href=\"${registrationLink}\">Go</a> ${userDisplayName}</p>"),
+                (
+                    "html_body",
+                    "<p><a href=\"${registrationLink}\">Go</a> ${userDisplayName}</p>",
+                ),
                 ("lifetime_days", "3"),
                 ("pin_length", "10"),
                 ("pin_lifetime_minutes", "30"),
@@ -327,16 +443,30 @@ async fn the_template_validates_previews_test_sends_and_resets() {
         )
         .await;
     assert_redirect_to(&good, "/admin/invitations");
-    let preview = app.get_html("/admin/invitations?user=erin%40example.com").await;
-    assert!(preview.contains("data-test=\"preview-subject\">Welcome Test<"), "{preview}");
+    let preview = app
+        .get_html("/admin/invitations?user=erin%40example.com")
+        .await;
+    assert!(
+        preview.contains("data-test=\"preview-subject\">Welcome Test<"),
+        "{preview}"
+    );
     let sent = app
-        .post_form("/admin/invitations/test-send", &[("to", "qa@example.test"), ("user", "erin@example.com")])
+        .post_form(
+            "/admin/invitations/test-send",
+            &[("to", "qa@example.test"), ("user", "erin@example.com")],
+        )
         .await;
     assert_redirect_to(&sent, "/admin/invitations");
     deliver(&app).await;
     let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
-    assert!(mails[0].subject.contains("[Test] Welcome Test"), "{:?}", mails[0].subject);
-    let reset = app.post_form("/admin/invitations", &[("action", "reset")]).await;
+    assert!(
+        mails[0].subject.contains("[Test] Welcome Test"),
+        "{:?}",
+        mails[0].subject
+    );
+    let reset = app
+        .post_form("/admin/invitations", &[("action", "reset")])
+        .await;
     assert_redirect_to(&reset, "/admin/invitations");
     let page = app.get_html("/admin/invitations").await;
     assert!(page.contains("Register your devices, ${userFirstName}"));

@@ -40,7 +40,10 @@ async fn progress(app: &TestApp) -> Option<(String, String, i64)> {
 async fn kill_9_at_five_points_of_a_20k_user_sync_then_converge() {
     let (app, emu) = crate::sync::app_with_tenant(20_000, 200, 30_000).await;
     // Slow pages, so each kill lands where it is meant to.
-    for endpoint in [graph_emulator::Endpoint::UsersDelta, graph_emulator::Endpoint::GroupsDelta] {
+    for endpoint in [
+        graph_emulator::Endpoint::UsersDelta,
+        graph_emulator::Endpoint::GroupsDelta,
+    ] {
         emu.push_fault(graph_emulator::FaultRule {
             endpoint,
             skip: 0,
@@ -48,7 +51,13 @@ async fn kill_9_at_five_points_of_a_20k_user_sync_then_converge() {
             fault: graph_emulator::Fault::Hang(Duration::from_millis(150)),
         });
     }
-    let points = [("users", 2), ("users", 8), ("users", 15), ("groups", 1), ("groups", 2)];
+    let points = [
+        ("users", 2),
+        ("users", 8),
+        ("users", 15),
+        ("groups", 1),
+        ("groups", 2),
+    ];
     let mut killed_at = Vec::new();
     let mut killed_runs: Vec<String> = Vec::new();
     for (phase, pages) in points {
@@ -73,7 +82,10 @@ async fn kill_9_at_five_points_of_a_20k_user_sync_then_converge() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the round ended ({status}) before reaching {phase} page {pages}");
             }
-            assert!(Instant::now() < deadline, "no progress to {phase} page {pages}");
+            assert!(
+                Instant::now() < deadline,
+                "no progress to {phase} page {pages}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let ok = Command::new("kill")
@@ -91,7 +103,11 @@ async fn kill_9_at_five_points_of_a_20k_user_sync_then_converge() {
     assert_eq!(killed_at.len(), 5, "{killed_at:?}");
     emu.clear_faults();
     let out = roster(&app).args(["sync", "--once"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     crate::sync::assert_matches_truth(&app, &emu).await;
     let dupes: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM (SELECT external_id FROM directory_users GROUP BY external_id HAVING COUNT(*) > 1) d",
@@ -109,12 +125,18 @@ async fn kill_9_at_five_points_of_a_20k_user_sync_then_converge() {
     let first = emu.truth().users[0].id.clone();
     emu.mutate(graph_emulator::Mutation::HardDeleteUser(first.clone()));
     let out = roster(&app).args(["sync", "--once"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     crate::sync::assert_matches_truth(&app, &emu).await;
-    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM sync_runs WHERE status = 'succeeded' ORDER BY started_at")
-        .fetch_all(&app.db.pool)
-        .await
-        .unwrap();
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM sync_runs WHERE status = 'succeeded' ORDER BY started_at",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
     assert_eq!(kinds.last().map(String::as_str), Some("delta"), "{kinds:?}");
 }
 
@@ -163,15 +185,18 @@ async fn mail_outage_with_500_invitations_then_each_delivered_once() {
         "/admin/azure/entra-user-source",
     );
     crate::sync::round(&app).await.unwrap();
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE kind = 'invitation'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE kind = 'invitation'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert!(queued >= 400, "about 500 invitations queued ({queued})");
     let cancel = CancellationToken::new();
     // Down: passes fail and reschedule; nothing is lost or marked sent.
     for _ in 0..3 {
-        roster::mail::worker::run_once(&app.state, &cancel).await.unwrap();
+        roster::mail::worker::run_once(&app.state, &cancel)
+            .await
+            .unwrap();
         app.clock.advance(11 * MINUTE);
     }
     let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE status <> 'queued'")
@@ -185,15 +210,21 @@ async fn mail_outage_with_500_invitations_then_each_delivered_once() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         app.clock.advance(11 * MINUTE);
-        let pass = roster::mail::worker::run_once(&app.state, &cancel).await.unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE status = 'queued'")
-            .fetch_one(&app.db.pool)
+        let pass = roster::mail::worker::run_once(&app.state, &cancel)
             .await
             .unwrap();
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE status = 'queued'")
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
         if left == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{left} still queued after {pass:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{left} still queued after {pass:?}"
+        );
     }
     let n = usize::try_from(queued).unwrap();
     let received = smtp.wait_for(n, Duration::from_secs(30)).await;
