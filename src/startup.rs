@@ -212,7 +212,7 @@ fn build_server(
                     .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
             )
             .build();
-        // The last `wrap` runs first: log → metrics → headers → session → CSRF → admin guard → handler.
+        // The last `wrap` runs first: log → metrics → headers → session → NUL guard → CSRF → admin guard → handler.
         App::new()
             .app_data(data.clone())
             // Forms may carry IdP metadata (AD FS documents run to tens of kB) or a signed SAML response;
@@ -223,6 +223,7 @@ fn build_server(
             .default_service(web::to(not_found))
             .wrap(from_fn(roster_web::guard::require_admin))
             .wrap(from_fn(roster_web::csrf::protect))
+            .wrap(from_fn(roster_web::input_guard::reject_nul))
             .wrap(sessions)
             .wrap(roster_web::security_headers())
             .wrap(metrics.clone())

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod csrf;
 pub mod flash;
 pub mod guard;
+pub mod input_guard;
 pub mod page;
 pub mod redirect;
 pub mod routes;
