@@ -796,10 +796,26 @@ async fn finish(
 async fn fetch(deps: &RoundDeps<'_>, client: &GraphClient, url: &str) -> Result<Value, SyncError> {
     tokio::select! {
         () = deps.cancel.cancelled() => Err(SyncError::Cancelled),
-        page = client.get_json(url) => page.map_err(|e| match delta_refusal(&e) {
-            Some(why) => SyncError::DeltaRefused(why),
-            None => SyncError::Graph(e),
-        }),
+        page = client.get_json(url) => page
+            .map(|mut v| {
+                strip_nul(&mut v);
+                v
+            })
+            .map_err(|e| match delta_refusal(&e) {
+                Some(why) => SyncError::DeltaRefused(why),
+                None => SyncError::Graph(e),
+            }),
+    }
+}
+
+/// Removes NUL characters from every string of a Graph page: PostgreSQL cannot store them in text, and one
+/// stray NUL in a directory attribute must not stop every round.
+fn strip_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => map.values_mut().for_each(strip_nul),
+        _ => {}
     }
 }
 
@@ -836,6 +852,13 @@ pub fn is_due(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nul_characters_are_stripped_from_graph_pages() {
+        let mut v = serde_json::json!({"value": [{"displayName": "Ja\u{0}ne", "n": 1}]});
+        strip_nul(&mut v);
+        assert_eq!(v["value"][0]["displayName"], "Jane");
+    }
     use super::*;
     use crate::settings::model::{AppleIdMode, Cloud, CustomAttribute};
     use serde_json::json;
