@@ -495,6 +495,8 @@ pub struct RenameReport {
     pub configurations: Vec<RenamedIn>,
     /// Users whose stored custom-attribute values were re-keyed to the new names.
     pub user_values_rekeyed: u64,
+    /// References rewritten in the invitation email template.
+    pub invitation_template_references: usize,
 }
 
 /// Users re-keyed per statement (× 3 values stays far below SQLite's bound-value limit).
@@ -519,6 +521,8 @@ pub async fn propagate_renames(
     }
     report.configurations = rename_in_configurations(&mut *conn, renames).await?;
     report.user_values_rekeyed = rekey_user_values(&mut *conn, renames).await?;
+    report.invitation_template_references =
+        crate::invitations::service::rename_variables(&mut *conn, renames).await?;
     Ok(report)
 }
 

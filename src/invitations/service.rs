@@ -322,6 +322,32 @@ pub async fn delivery_states(
         .collect())
 }
 
+/// Rewrites references to renamed custom attributes in the stored invitation template, inside the caller's
+/// transaction (the Entra ID User Source save); returns how many were rewritten.
+pub async fn rename_variables(
+    conn: &mut AnyConnection,
+    renames: &[crate::configurations::model::Rename],
+) -> anyhow::Result<usize> {
+    let Some(mut s) = repo::find_settings(&mut *conn).await? else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for r in renames {
+        for text in [&mut s.subject, &mut s.text_body, &mut s.html_body] {
+            let (new, count) = substitute::rename(text, &r.from, &r.to);
+            *text = new;
+            n += count;
+        }
+    }
+    if n > 0 {
+        let now: Millis = sqlx::query_scalar("SELECT updated_at FROM invitation_settings")
+            .fetch_one(&mut *conn)
+            .await?;
+        repo::upsert_settings(&mut *conn, &s, now).await?;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

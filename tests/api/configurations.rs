@@ -543,6 +543,23 @@ async fn renaming_a_custom_attribute_rewrites_configurations_and_user_values() {
     .unwrap();
     assert!(missing_before > 0, "some users lack the value");
 
+    // The invitation template uses the attribute too.
+    let resp = app
+        .post_form(
+            "/admin/invitations",
+            &[
+                ("subject", "Devices for ${costCenter}"),
+                ("text_body", "${registrationLink} (${costCenter})"),
+                ("html_body", "<p>${registrationLink}</p>"),
+                ("lifetime_days", "7"),
+                ("pin_length", "8"),
+                ("pin_lifetime_minutes", "60"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_redirect_to(&resp, "/admin/invitations");
+
     // Rename costCenter → costCentre on the Entra ID User Source page (same property).
     let emu_url = {
         let url: String = sqlx::query_scalar("SELECT graph_url FROM user_sources")
@@ -578,6 +595,13 @@ async fn renaming_a_custom_attribute_rewrites_configurations_and_user_values() {
     .await
     .unwrap();
     assert_eq!(keys_left, 0, "user values re-keyed");
+    let (subject, text): (String, String) =
+        sqlx::query_as("SELECT subject, text_body FROM invitation_settings")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(subject, "Devices for ${costCentre}");
+    assert!(text.contains("(${costCentre})"), "{text}");
     // The audit entry lists what changed.
     let details: String = sqlx::query_scalar(
         "SELECT details FROM audit_events WHERE action = 'settings.entra_source_saved' ORDER BY at DESC, id DESC LIMIT 1",
