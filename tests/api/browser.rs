@@ -319,22 +319,7 @@ async fn a_browser_sets_up_each_idp_kind_signs_in_through_each_and_users_registe
         .login(crate::helpers::ADMIN_USER, crate::helpers::ADMIN_PASSWORD)
         .await;
     crate::helpers::assert_redirect_to(&resp, "/admin");
-    let resp = app
-        .post_form(
-            "/admin/mail",
-            &[
-                ("host", "127.0.0.1"),
-                ("port", &smtp.port().to_string()),
-                ("security", "none"),
-                ("username", ""),
-                ("password", ""),
-                ("from_name", "Roster"),
-                ("from_address", "roster@example.test"),
-                ("action", "save"),
-            ],
-        )
-        .await;
-    crate::helpers::assert_redirect_to(&resp, "/admin/mail");
+    crate::smtp_peer::configure_smtp(&app, smtp.port()).await;
     let link = invitation_link(&app, &smtp, &alice, 1).await;
     registration_in_browser(link, "alice", "oidc", "registration-oidc").await;
     app.post_form("/admin/identity/entra/disable", &[]).await;

@@ -10,26 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, assert_redirect_to};
 use crate::identity::{app_with_saml, local_user};
-use crate::smtp_peer::SmtpPeer;
-
-async fn configure_smtp(app: &TestApp, port: u16) {
-    let resp = app
-        .post_form(
-            "/admin/mail",
-            &[
-                ("host", "127.0.0.1"),
-                ("port", &port.to_string()),
-                ("security", "none"),
-                ("username", ""),
-                ("password", ""),
-                ("from_name", "Roster"),
-                ("from_address", "roster@example.test"),
-                ("action", "save"),
-            ],
-        )
-        .await;
-    assert_redirect_to(&resp, "/admin/mail");
-}
+use crate::smtp_peer::{SmtpPeer, configure_smtp};
 
 /// Delivers what the outbox holds (the worker's own passes, run by hand until nothing is claimed).
 async fn deliver(app: &TestApp) {

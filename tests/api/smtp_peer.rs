@@ -157,3 +157,23 @@ impl Drop for SmtpPeer {
         self.stop();
     }
 }
+
+/// Saves the SMTP settings of `app` to send through a sink on `port` (no TLS, no password).
+pub async fn configure_smtp(app: &crate::helpers::TestApp, port: u16) {
+    let resp = app
+        .post_form(
+            "/admin/mail",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("security", "none"),
+                ("username", ""),
+                ("password", ""),
+                ("from_name", "Roster"),
+                ("from_address", "roster@example.test"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    crate::helpers::assert_redirect_to(&resp, "/admin/mail");
+}
