@@ -174,7 +174,6 @@ pub struct UsersPage {
     pub f: UserListQuery,
     pub filtered: bool,
     pub total: i64,
-    pub conflicts: i64,
     pub custom_names: Vec<String>,
     pub items: Vec<UserItem>,
     pub sorts: Vec<SortLink>,
@@ -257,7 +256,6 @@ async fn list_users(
                 ..UserQuery::default()
             },
         total: repo::count_users(&state.db.pool).await?,
-        conflicts: repo::count_apple_conflicts(&state.db.pool).await?,
         custom_names,
         items: rows.iter().map(UserItem::from).collect(),
         sorts,

@@ -180,9 +180,6 @@ pub struct NewInvitation {
     pub mail_id: String,
 }
 
-/// Rows per multi-row statement (7 values each).
-const CHUNK: usize = 300;
-
 /// Marks the users' open invitations replaced, inserts the new ones and marks the users invited.
 pub async fn insert_invitations(
     conn: &mut AnyConnection,
@@ -190,7 +187,8 @@ pub async fn insert_invitations(
     created_by: &str,
     now: Millis,
 ) -> sqlx::Result<()> {
-    for chunk in rows.chunks(CHUNK) {
+    let per_statement = crate::db::rows_per_statement(&*conn, 5);
+    for chunk in rows.chunks(per_statement) {
         let ids: Vec<&str> = chunk.iter().map(|r| r.user_id.as_str()).collect();
         let list = placeholders(3, ids.len());
         let sql = format!(
@@ -343,7 +341,8 @@ pub async fn new_uninvited_users(
     external_ids: &[String],
 ) -> sqlx::Result<Vec<String>> {
     let mut out = Vec::new();
-    for chunk in external_ids.chunks(500) {
+    let per_statement = crate::db::rows_per_statement(&*conn, 1);
+    for chunk in external_ids.chunks(per_statement) {
         let sql = format!(
             "SELECT id FROM directory_users WHERE source_id = $1 AND first_seen_run = $2 AND invited_at IS NULL \
              AND invitation_state = 'none' AND deleted_at IS NULL AND external_id IN ({})",

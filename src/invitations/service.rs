@@ -119,7 +119,8 @@ pub async fn invite_in_tx(
 ) -> anyhow::Result<InviteOutcome> {
     let mut out = InviteOutcome::default();
     let mut users: Vec<UserRow> = Vec::new();
-    for chunk in user_ids.chunks(500) {
+    let per_statement = crate::db::rows_per_statement(&*conn, 1);
+    for chunk in user_ids.chunks(per_statement) {
         let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {USER_COLS} FROM directory_users WHERE id IN ({}) AND deleted_at IS NULL \

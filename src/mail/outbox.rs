@@ -57,9 +57,6 @@ impl OutboxRow {
     }
 }
 
-/// Rows per multi-row INSERT: 8 binds each, far below SQLite's 32766 and PostgreSQL's 65535.
-const CHUNK: usize = 250;
-
 /// Queues one mail; returns its id. Pass the transaction of the change that causes the mail, then call
 /// `AppState::mail.wake()` after it commits.
 pub async fn enqueue<'e>(
@@ -72,7 +69,7 @@ pub async fn enqueue<'e>(
     Ok(id)
 }
 
-/// Queues many mails with multi-row INSERTs of up to 250 rows; returns their ids in input order.
+/// Queues many mails with multi-row INSERTs (sized by `db::rows_per_statement`); returns their ids in input order.
 /// Pass `&mut *tx` of the caller's transaction.
 pub async fn enqueue_many(
     conn: &mut AnyConnection,
@@ -80,7 +77,8 @@ pub async fn enqueue_many(
     now: Millis,
 ) -> sqlx::Result<Vec<String>> {
     let ids: Vec<String> = mails.iter().map(|_| new_id()).collect();
-    for (id_chunk, mail_chunk) in ids.chunks(CHUNK).zip(mails.chunks(CHUNK)) {
+    let per_statement = crate::db::rows_per_statement(&*conn, 8);
+    for (id_chunk, mail_chunk) in ids.chunks(per_statement).zip(mails.chunks(per_statement)) {
         let rows: Vec<(String, &OutgoingMail)> =
             id_chunk.iter().cloned().zip(mail_chunk.iter()).collect();
         repo::insert_mails(conn, &rows, now).await?;
