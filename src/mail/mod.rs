@@ -33,6 +33,8 @@ pub struct MailContext {
     pub tick: Duration,
     /// How many rows one claim takes.
     pub batch_size: i64,
+    /// Mails sent at once, each on its own SMTP connection (the batch is split into this many lanes).
+    pub concurrency: usize,
     /// How long a claimed row stays ours without renewal (renewed before each send). Must exceed `send_timeout`.
     pub lease_ms: Millis,
     /// First retry delay; doubles per attempt.
@@ -57,7 +59,8 @@ impl Default for MailContext {
             wake: Arc::new(Notify::new()),
             instance_id: uuid::Uuid::new_v4().to_string(),
             tick: Duration::from_secs(10),
-            batch_size: 20,
+            batch_size: 64,
+            concurrency: 8,
             lease_ms: 5 * MINUTE,
             backoff_base_ms: 30 * SECOND,
             backoff_max_ms: HOUR,

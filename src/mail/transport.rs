@@ -28,11 +28,21 @@ pub enum SendError {
     Refused(String),
 }
 
-/// A transport for these settings. `password` is the opened secret, if any.
+/// A transport for these settings with one connection. `password` is the opened secret, if any.
 pub fn build(
     s: &SmtpSettings,
     password: Option<&SecretString>,
     timeout: Duration,
+) -> Result<Transport, SendError> {
+    build_pooled(s, password, timeout, 1)
+}
+
+/// A transport that keeps up to `connections` connections, for mails sent at once.
+pub fn build_pooled(
+    s: &SmtpSettings,
+    password: Option<&SecretString>,
+    timeout: Duration,
+    connections: u32,
 ) -> Result<Transport, SendError> {
     let tls = |host: &str| {
         TlsParameters::new(host.to_owned())
@@ -47,10 +57,10 @@ pub fn build(
         .port(s.port)
         .tls(tls)
         .timeout(Some(timeout))
-        // One connection per pass is enough; idle ones close quickly so a restarted server is seen.
+        // One connection per lane of a pass; idle ones close quickly so a restarted server is seen.
         .pool_config(
             PoolConfig::new()
-                .max_size(1)
+                .max_size(connections.max(1))
                 .idle_timeout(Duration::from_secs(5)),
         );
     if let (Some(user), Some(pass)) = (s.username.as_deref(), password) {

@@ -64,8 +64,59 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
     if rows.is_empty() {
         return Ok(report);
     }
-    let transport = transport::build(&settings, password.as_ref(), ctx.smtp_timeout);
-    let mut iter = rows.iter();
+    // The first mail goes alone: when the server is away, it fails once and the rest of the batch waits
+    // instead of every lane failing.
+    let Some((first, rest)) = rows.split_first() else {
+        return Ok(report);
+    };
+    let lanes = ctx.concurrency.clamp(1, rest.len().max(1));
+    let transport = transport::build_pooled(
+        &settings,
+        password.as_ref(),
+        ctx.smtp_timeout,
+        u32::try_from(lanes).unwrap_or(1),
+    );
+    // The batch is dealt over `lanes` lanes that send at once, each on its own connection and each in
+    // order; a lane that meets a connection failure gives its untried rest back.
+    let (r0, away_until) = send_lane(state, cancel, &settings, &transport, vec![first]).await?;
+    report.sent += r0.sent;
+    report.failed_attempts += r0.failed_attempts;
+    report.given_up += r0.given_up;
+    if let Some(at) = away_until {
+        postpone_all(db, ctx, rest.iter(), at).await;
+        return Ok(report);
+    }
+    let mut dealt: Vec<Vec<&OutboxRow>> = vec![Vec::new(); lanes];
+    for (i, row) in rest.iter().enumerate() {
+        dealt[i % lanes].push(row);
+    }
+    let reports = futures_util::future::try_join_all(
+        dealt
+            .into_iter()
+            .map(|lane| send_lane(state, cancel, &settings, &transport, lane)),
+    )
+    .await?;
+    for (r, _) in reports {
+        report.sent += r.sent;
+        report.failed_attempts += r.failed_attempts;
+        report.given_up += r.given_up;
+    }
+    Ok(report)
+}
+
+/// Sends one lane of a batch, in order. Returns, besides the counts, when the server was found away (the
+/// lane's untried rest is given back, due then).
+async fn send_lane(
+    state: &AppState,
+    cancel: &CancellationToken,
+    settings: &crate::mail::model::SmtpSettings,
+    transport: &Result<transport::Transport, SendError>,
+    lane: Vec<&OutboxRow>,
+) -> anyhow::Result<(PassReport, Option<Millis>)> {
+    let db = &state.db;
+    let ctx = &state.mail;
+    let mut report = PassReport::default();
+    let mut iter = lane.into_iter();
     while let Some(row) = iter.next() {
         if cancel.is_cancelled() {
             // Leave the rest to the lease's expiry or to the next start.
@@ -84,10 +135,10 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
             tracing::info!(mail_id = %row.id, "Outbox row is no longer ours; skipping it.");
             continue;
         }
-        let outcome = match &transport {
+        let outcome = match transport {
             Err(e) => Err(e.clone()),
             Ok(t) => match transport::message(
-                &settings,
+                settings,
                 &row.to_address,
                 row.to_name.as_deref(),
                 &row.subject,
@@ -95,7 +146,7 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
                 &row.html_body,
                 Some(&row.id),
             ) {
-                Ok(msg) => transport::send(t, &settings, msg, ctx.send_timeout).await,
+                Ok(msg) => transport::send(t, settings, msg, ctx.send_timeout).await,
                 Err(e) => Err(e),
             },
         };
@@ -138,12 +189,12 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
                 if matches!(e, SendError::Connection(_)) {
                     // The server is away: the rest of the batch would only fail the same way.
                     postpone_all(db, ctx, iter, next).await;
-                    break;
+                    return Ok((report, Some(next)));
                 }
             }
         }
     }
-    Ok(report)
+    Ok((report, None))
 }
 
 /// Gives the untried rest of a batch back, due at `at`.
