@@ -21,8 +21,6 @@ pub struct Tenant {
     pub proc: Proc,
     pub base: String,
     pub users: usize,
-    pub groups: usize,
-    pub memberships: usize,
     http: reqwest::Client,
 }
 
@@ -52,8 +50,6 @@ impl Tenant {
             proc,
             base,
             users,
-            groups,
-            memberships,
             http: reqwest::Client::new(),
         })
     }

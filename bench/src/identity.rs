@@ -61,8 +61,14 @@ impl SamlIdp {
             );
         }
         let mut cmd = Command::new(py);
-        cmd.arg(repo.join("tests/peers/python/saml_idp.py"))
-            .args(["--port", "0", "--sp-entity-id", sp_entity, "--sp-acs", acs]);
+        cmd.arg(repo.join("tests/peers/python/saml_idp.py")).args([
+            "--port",
+            "0",
+            "--sp-entity-id",
+            sp_entity,
+            "--sp-acs",
+            acs,
+        ]);
         let (proc, line) = procs::spawn("saml_idp.py", cmd, log, true)?;
         let port = line
             .strip_prefix("READY port=")
@@ -74,14 +80,21 @@ impl SamlIdp {
     }
 
     /// The SAMLResponse and RelayState the IdP posts back for `user`.
-    pub async fn respond(&self, redirect_url: &str, user: &str) -> anyhow::Result<(String, String)> {
+    pub async fn respond(
+        &self,
+        redirect_url: &str,
+        user: &str,
+    ) -> anyhow::Result<(String, String)> {
         let html = reqwest::get(format!("{redirect_url}&auto_user={user}"))
             .await?
             .error_for_status()?
             .text()
             .await?;
         let response = form_value(&html, "SAMLResponse").context("no SAMLResponse in the page")?;
-        Ok((response, form_value(&html, "RelayState").unwrap_or_default()))
+        Ok((
+            response,
+            form_value(&html, "RelayState").unwrap_or_default(),
+        ))
     }
 }
 
@@ -136,13 +149,26 @@ pub async fn saml_acs(base: &str, idp: &SamlIdp, n: usize) -> anyhow::Result<Val
         let acs = browser
             .post_raw(
                 "/saml/acs",
-                &[("SAMLResponse", response.as_str()), ("RelayState", relay.as_str())],
+                &[
+                    ("SAMLResponse", response.as_str()),
+                    ("RelayState", relay.as_str()),
+                ],
             )
             .await?;
         let elapsed = t.elapsed().as_secs_f64() * 1000.0;
-        if acs.status != 303 || !acs.location.as_deref().unwrap_or("").starts_with("/sso/complete") {
+        if acs.status != 303
+            || !acs
+                .location
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("/sso/complete")
+        {
             let snippet: String = acs.body.chars().take(400).collect();
-            bail!("POST /saml/acs answered {} {:?}: {snippet}", acs.status, acs.location);
+            bail!(
+                "POST /saml/acs answered {} {:?}: {snippet}",
+                acs.status,
+                acs.location
+            );
         }
         if i >= 2 {
             ms.push(elapsed);
@@ -189,7 +215,11 @@ async fn oidc_login(authorize_url: &str, account: &str) -> anyhow::Result<String
             web.post_raw(action.as_str(), &form).await?
         };
         while page.status / 100 == 3 {
-            let next = url.join(page.location.as_deref().context("redirect without Location")?)?;
+            let next = url.join(
+                page.location
+                    .as_deref()
+                    .context("redirect without Location")?,
+            )?;
             if next.as_str().starts_with(OIDC_REDIRECT) {
                 return Ok(next.to_string());
             }
@@ -211,8 +241,20 @@ pub async fn oidc_callback(repo: &Path, logs: &Path, n: usize) -> anyhow::Result
         "preferred_username": "alice@contoso.test", "name": "Alice Adams", "email": "alice@contoso.test"}});
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("oidc_provider.mjs"))
-        .args(["--port", "0", "--client-id", OIDC_CLIENT, "--client-secret", OIDC_SECRET])
-        .args(["--redirect-uri", OIDC_REDIRECT, "--accounts", &accounts.to_string()])
+        .args([
+            "--port",
+            "0",
+            "--client-id",
+            OIDC_CLIENT,
+            "--client-secret",
+            OIDC_SECRET,
+        ])
+        .args([
+            "--redirect-uri",
+            OIDC_REDIRECT,
+            "--accounts",
+            &accounts.to_string(),
+        ])
         .current_dir(&dir);
     let (_proc, line) = procs::spawn("oidc_provider.mjs", cmd, &logs.join("oidc_peer.log"), true)?;
     let issuer = line

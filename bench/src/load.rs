@@ -23,7 +23,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl Stats {
-    pub fn to_json(&mut self) -> Value {
+    pub fn summarize(&mut self) -> Value {
         self.samples_ms.sort_by(f64::total_cmp);
         let n = self.samples_ms.len();
         let mean = if n == 0 {
@@ -41,7 +41,7 @@ impl Stats {
             "p99_ms": percentile(&self.samples_ms, 99.0),
             "max_ms": self.samples_ms.last().copied().unwrap_or(f64::NAN),
             "mean_ms": mean,
-            "avg_body_bytes": if n == 0 { 0 } else { self.bytes / n },
+            "avg_body_bytes": self.bytes.checked_div(n).unwrap_or(0),
         })
     }
 }
@@ -75,18 +75,16 @@ pub async fn run(
                     break;
                 }
                 let result = async {
-                    let resp = client
-                        .get(&*url)
-                        .header(COOKIE, &*cookie)
-                        .send()
-                        .await?;
+                    let resp = client.get(&*url).header(COOKIE, &*cookie).send().await?;
                     let ok = resp.status().is_success();
                     let body = resp.bytes().await?;
                     Ok::<_, reqwest::Error>((ok, body.len()))
                 }
                 .await;
                 let t1 = Instant::now();
-                if t0 < start || t1 > end {
+                // Count what completes inside the window (closed loop: a slow server still yields samples
+                // from requests started during the warm-up).
+                if t1 < start || t1 > end {
                     continue;
                 }
                 match result {

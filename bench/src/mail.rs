@@ -103,14 +103,16 @@ fn reply(r: &mut impl BufRead, want: &str) -> anyhow::Result<()> {
 }
 
 /// Sends `n` messages of about `body_bytes` over one connection, one after the other (no pipelining);
-/// returns the seconds it took. This is the sink's own ceiling for a single sender.
-pub fn blast(port: u16, n: usize, body_bytes: usize) -> anyhow::Result<f64> {
+/// returns the seconds it took. With `lettre_writes`, the socket keeps Nagle's algorithm on (no
+/// TCP_NODELAY) and the content and the final `.` go out as two writes, as lettre 0.11 does
+/// (`AsyncSmtpConnection::message_iter`); otherwise TCP_NODELAY and one write: the sink's own ceiling.
+pub fn blast(port: u16, n: usize, body_bytes: usize, lettre_writes: bool) -> anyhow::Result<f64> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_nodelay(true)?;
+    stream.set_nodelay(!lettre_writes)?;
     let mut r = BufReader::new(stream.try_clone()?);
     let mut w = stream;
-    let body: String = "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n"
-        .repeat(body_bytes / 58 + 1);
+    let body: String =
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n".repeat(body_bytes / 58 + 1);
     let start = Instant::now();
     reply(&mut r, "220")?;
     w.write_all(b"HELO bench.example\r\n")?;
@@ -122,11 +124,17 @@ pub fn blast(port: u16, n: usize, body_bytes: usize) -> anyhow::Result<f64> {
         reply(&mut r, "250")?;
         w.write_all(b"DATA\r\n")?;
         reply(&mut r, "354")?;
-        write!(
-            w,
+        let content = format!(
             "From: Roster <roster@example.test>\r\nTo: <user{i}@example.test>\r\nSubject: Bench {i}\r\n\
-             Message-ID: <bench-{i}@example.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}.\r\n"
-        )?;
+             Message-ID: <bench-{i}@example.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        );
+        if lettre_writes {
+            w.write_all(content.trim_end().as_bytes())?;
+            w.flush()?;
+            w.write_all(b"\r\n.\r\n")?;
+        } else {
+            w.write_all(format!("{content}.\r\n").as_bytes())?;
+        }
         reply(&mut r, "250")?;
     }
     w.write_all(b"QUIT\r\n")?;

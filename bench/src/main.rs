@@ -40,6 +40,7 @@ struct Args {
     doc: PathBuf,
     notes: PathBuf,
     note: String,
+    report_only: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -58,6 +59,7 @@ fn parse_args() -> anyhow::Result<Args> {
         doc: PathBuf::from("docs/benchmarks.md"),
         notes: PathBuf::from("bench/NOTES.md"),
         note: String::new(),
+        report_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -72,6 +74,7 @@ fn parse_args() -> anyhow::Result<Args> {
         };
         match flag {
             "--quick" => a.quick = true,
+            "--report-only" => a.report_only = true,
             "--users" => {
                 a.users = value()?.parse()?;
                 sizes_given = true;
@@ -93,7 +96,8 @@ fn parse_args() -> anyhow::Result<Args> {
                     "usage: roster-bench [--quick] [--users N --groups G --memberships M] \
                      [--postgres-url URL] [--connections 64] [--duration SECS] [--baseline-runs 3] \
                      [--invites 10000] [--saml-iterations 2000] [--out-dir target/bench] \
-                     [--doc docs/benchmarks.md] [--notes bench/NOTES.md] [--note TEXT]"
+                     [--doc docs/benchmarks.md] [--notes bench/NOTES.md] [--note TEXT] \
+                     [--report-only (rewrite the doc from <out-dir>/results.json)]"
                 );
                 std::process::exit(0);
             }
@@ -167,9 +171,7 @@ impl Instance {
 
     async fn serve(&self, tag: &str) -> anyhow::Result<(Proc, Web)> {
         let mut cmd = std::process::Command::new(&self.roster);
-        cmd.arg("serve")
-            .envs(self.envs().into_iter())
-            .env("ROSTER_LOG", "warn");
+        cmd.arg("serve").envs(self.envs()).env("ROSTER_LOG", "warn");
         let log = self.dir.join(format!("serve-{tag}.log"));
         let (proc, _) = procs::spawn("roster serve", cmd, &log, false)?;
         let mut web = Web::new(&self.base())?;
@@ -196,6 +198,7 @@ impl Instance {
             "kind": kind,
             "summary": summary,
             "peak_rss_mib": ru.max_rss_mib,
+            "time_wall_s": ru.wall_s,
             "user_cpu_s": ru.user_s,
             "sys_cpu_s": ru.sys_s,
             "emulator_cpu_s": emu_cpu,
@@ -238,7 +241,11 @@ fn entra_form(graph: &str) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-async fn post_pairs(web: &mut Web, path: &str, form: &[(&'static str, String)]) -> anyhow::Result<()> {
+async fn post_pairs(
+    web: &mut Web,
+    path: &str,
+    form: &[(&'static str, String)],
+) -> anyhow::Result<()> {
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     web.post_form(path, &pairs).await?;
     Ok(())
@@ -324,9 +331,9 @@ async fn directory_pages(
             a.duration,
         )
         .await?;
-        let mut v = loaded.to_json();
+        let mut v = loaded.summarize();
         v["path"] = json!(path);
-        v["one_connection"] = single.to_json();
+        v["one_connection"] = single.summarize();
         if loaded.errors > 0 || single.errors > 0 {
             v["warning"] = json!("some requests failed (non-2xx or transport errors)");
         }
@@ -434,7 +441,11 @@ async fn mail_and_acs(a: &Args, repo: &Path, root: &Path, logs: &Path) -> anyhow
     let probe = mail::Sink::start(repo, &root.join("sink-probe"), &logs.join("sink-probe.log"))?;
     let probe_n = 2_000;
     let port = probe.port;
-    let probe_s = tokio::task::spawn_blocking(move || mail::blast(port, probe_n, 2_500)).await??;
+    let probe_s =
+        tokio::task::spawn_blocking(move || mail::blast(port, probe_n, 2_500, false)).await??;
+    let nagle_n = 200;
+    let nagle_s =
+        tokio::task::spawn_blocking(move || mail::blast(port, nagle_n, 2_500, true)).await??;
     drop(probe);
 
     let sink = mail::Sink::start(repo, &root.join("sink"), &logs.join("sink.log"))?;
@@ -468,10 +479,11 @@ async fn mail_and_acs(a: &Args, repo: &Path, root: &Path, logs: &Path) -> anyhow
             .await?;
     let queued = usize::try_from(queued)?;
     let arrivals = sink.wait_for(queued, Duration::from_secs(60)).await;
-    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NOT NULL")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap_or(-1);
+    let sent: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NOT NULL")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap_or(-1);
     db.close().await;
     let at = |n: usize| {
         arrivals
@@ -488,6 +500,7 @@ async fn mail_and_acs(a: &Args, repo: &Path, root: &Path, logs: &Path) -> anyhow
         "seconds_to_last": at(arrivals.len()),
         "first_message_after_s": at(1),
         "sink_probe": {"messages": probe_n, "seconds": probe_s, "msgs_per_s": probe_n as f64 / probe_s},
+        "sink_probe_lettre_writes": {"messages": nagle_n, "seconds": nagle_s, "msgs_per_s": nagle_n as f64 / nagle_s},
     });
     drop(sink);
 
@@ -515,10 +528,22 @@ async fn mail_and_acs(a: &Args, repo: &Path, root: &Path, logs: &Path) -> anyhow
     }
     .await;
     serve.stop(Duration::from_secs(15));
-    Ok(json!({ "mail": mail, "saml_acs_http": acs.unwrap_or_else(|e| json!({"error": format!("{e:#}")})) }))
+    Ok(
+        json!({ "mail": mail, "saml_acs_http": acs.unwrap_or_else(|e| json!({"error": format!("{e:#}")})) }),
+    )
+}
+
+fn write_report(a: &Args, results: &Value) -> anyhow::Result<()> {
+    let notes = std::fs::read_to_string(&a.notes).unwrap_or_default();
+    std::fs::write(&a.doc, report::markdown(results, &notes))?;
+    Ok(())
 }
 
 async fn run(a: Args) -> anyhow::Result<()> {
+    if a.report_only {
+        let text = std::fs::read_to_string(a.out_dir.join("results.json"))?;
+        return write_report(&a, &serde_json::from_str(&text)?);
+    }
     let repo = std::env::current_dir()?;
     let root = a.out_dir.join("run");
     let logs = a.out_dir.join("logs");
@@ -590,8 +615,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         a.out_dir.join("results.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    let notes = std::fs::read_to_string(&a.notes).unwrap_or_default();
-    std::fs::write(&a.doc, report::markdown(&results, &notes))?;
+    write_report(&a, &results)?;
     say(&format!(
         "wrote {} and {}",
         a.out_dir.join("results.json").display(),

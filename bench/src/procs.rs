@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 /// A child process killed (by its own pid) when dropped.
 pub struct Proc {
     pub child: Child,
-    pub name: String,
 }
 
 impl Proc {
@@ -85,13 +84,7 @@ pub fn spawn(
             );
         }
     }
-    Ok((
-        Proc {
-            child,
-            name: name.to_owned(),
-        },
-        line.trim().to_owned(),
-    ))
+    Ok((Proc { child }, line.trim().to_owned()))
 }
 
 /// The last `n` lines of a log file.
@@ -281,7 +274,10 @@ pub fn machine(repo: &Path) -> Value {
     let os = std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

@@ -213,7 +213,10 @@ pub fn markdown(r: &Value, notes: &str) -> String {
             let p99 = num(sc, "p99_ms");
             let rps = num(sc, "req_per_s");
             tb.row(
-                &format!("{label}: p50 / p99 at {} connections", r["load"]["connections"]),
+                &format!(
+                    "{label}: p50 / p99 at {} connections",
+                    r["load"]["connections"]
+                ),
                 format!("{} / {} ms", fmt(num(sc, "p50_ms"), 1), fmt(p99, 1)),
                 "p99 ≤ 10 ms",
                 verdict(p99, |x| x <= 10.0),
@@ -290,7 +293,11 @@ pub fn markdown(r: &Value, notes: &str) -> String {
         "—",
         "",
     );
-    for (k, v) in [("saml_verify", sv), ("saml_acs_http", acs), ("oidc_callback", oc)] {
+    for (k, v) in [
+        ("saml_verify", sv),
+        ("saml_acs_http", acs),
+        ("oidc_callback", oc),
+    ] {
         if let Some(e) = v["error"].as_str() {
             tb.row(&format!("{k}: error"), e.replace('|', "/"), "—", "");
         }
@@ -331,6 +338,15 @@ pub fn markdown(r: &Value, notes: &str) -> String {
     tb.row(
         "SMTP sink ceiling: bare client, one connection, 2,000 messages",
         format!("{} msg/s", thousands(num(ml, "sink_probe.msgs_per_s"))),
+        "—",
+        "",
+    );
+    tb.row(
+        "Same client with lettre's write pattern (Nagle on, final `.` written separately), 200 messages",
+        format!(
+            "{} msg/s",
+            thousands(num(ml, "sink_probe_lettre_writes.msgs_per_s"))
+        ),
         "—",
         "",
     );

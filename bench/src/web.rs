@@ -127,7 +127,10 @@ impl Web {
         let page = self.post_raw(path, &all).await?;
         if page.status != 303 {
             let snippet: String = page.body.chars().take(600).collect();
-            bail!("POST {path} answered {} instead of 303: {snippet}", page.status);
+            bail!(
+                "POST {path} answered {} instead of 303: {snippet}",
+                page.status
+            );
         }
         Ok(page)
     }
