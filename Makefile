@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ROSTER_TEST_POSTGRES_URL ?=
 CARGO_TEST ?= cargo test --locked --workspace
 
-.PHONY: help deps test-deps build run demo test test-sqlite test-postgres lint fmt bench fuzz
+.PHONY: help deps test-deps build run demo test test-sqlite test-postgres lint fmt bench fuzz soak
 
 help:
 	@echo "make run    build and serve Roster on SQLite (installs missing system packages)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint   cargo fmt --check and clippy with warnings as errors"
 	@echo "make bench  release benchmarks (100,000 users; QUICK=1 for 10,000): writes docs/benchmarks.md and"
 	@echo "            target/bench/results.json; PostgreSQL via BENCH_POSTGRES_URL (default: local :5432)"
+	@echo "make soak   60 s at 64 connections over mixed admin pages (release build): zero errors, stable RSS"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; needs the nightly toolchain)"
 
 deps:
@@ -51,6 +52,9 @@ test-postgres:
 	  ROSTER_TEST_POSTGRES_URL="$(ROSTER_TEST_POSTGRES_URL)" $(CARGO_TEST) && \
 	  scripts/drop-test-databases.sh "$(ROSTER_TEST_POSTGRES_URL)"; \
 	fi
+
+soak:
+	@scripts/soak.sh
 
 fuzz:
 	@scripts/fuzz.sh

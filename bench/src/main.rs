@@ -41,6 +41,8 @@ struct Args {
     notes: PathBuf,
     note: String,
     report_only: bool,
+    /// `make soak`: mixed admin pages under load for `duration`, instead of the benchmarks.
+    soak: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -60,6 +62,7 @@ fn parse_args() -> anyhow::Result<Args> {
         notes: PathBuf::from("bench/NOTES.md"),
         note: String::new(),
         report_only: false,
+        soak: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -75,6 +78,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag {
             "--quick" => a.quick = true,
             "--report-only" => a.report_only = true,
+            "--soak" => a.soak = true,
             "--users" => {
                 a.users = value()?.parse()?;
                 sizes_given = true;
@@ -539,7 +543,150 @@ fn write_report(a: &Args, results: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Admin pages a soak cycles through (each connection starts at a different one).
+const SOAK_PAGES: &[&str] = &[
+    "/admin",
+    "/admin/users",
+    "/admin/users?q=a",
+    "/admin/users?status=active&sort=changed&dir=desc",
+    "/admin/groups",
+    "/admin/groups?q=g",
+    "/admin/sync",
+    "/admin/notifications",
+    "/admin/audit",
+    "/admin/identity",
+    "/admin/invitations",
+    "/admin/mail",
+    "/admin/configurations",
+    "/admin/azure/entra-user-source",
+];
+
+/// `make soak`: a synced 10,000-user directory served by the release binary; `connections` loops GET the
+/// mixed admin pages for `duration`; the server's RSS is sampled every 5 s. Fails on any error, or when RSS
+/// at the end is more than 1.5 × RSS after the first 10 s (not stable).
+async fn soak(a: &Args) -> anyhow::Result<()> {
+    let root = a.out_dir.join("soak");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    say("soak: starting the emulator with 10,000 users");
+    let tenant = Tenant::start(10_000, 200, 20_000, 1, &root.join("emulator.log"))?;
+    let inst = Instance::new(&root, "sqlite", None)?;
+    configure_source(&inst, &tenant).await?;
+    inst.sync_once("full", &tenant)?;
+    let (serve, web) = inst.serve("soak").await?;
+    let pid = serve.pid();
+    let cookie = web.cookie_header();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(a.connections)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let end = Instant::now() + a.duration;
+    let sampler = tokio::spawn(async move {
+        let mut rss = Vec::new();
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Some((_, now)) = procs::vm_hwm_mib(pid) {
+                rss.push(now);
+            }
+        }
+        rss
+    });
+    say(&format!(
+        "soak: {} connections over {} admin pages for {:.0} s",
+        a.connections,
+        SOAK_PAGES.len(),
+        a.duration.as_secs_f64()
+    ));
+    let mut tasks = Vec::new();
+    for c in 0..a.connections {
+        let (client, cookie, base) = (client.clone(), cookie.clone(), inst.base());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut samples) = (0usize, Vec::new(), Vec::new());
+            let mut i = c;
+            while Instant::now() < end {
+                let path = SOAK_PAGES[i % SOAK_PAGES.len()];
+                i += 1;
+                let t0 = Instant::now();
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .header(reqwest::header::COOKIE, &cookie)
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let _ = resp.bytes().await;
+                        ok += 1;
+                        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Ok(resp) => errors.push(format!("{path}: HTTP {}", resp.status())),
+                    Err(e) => errors.push(format!("{path}: {e}")),
+                }
+            }
+            (ok, errors, samples)
+        }));
+    }
+    let (mut ok, mut errors, mut samples) = (0usize, Vec::new(), Vec::new());
+    for t in tasks {
+        let (o, e, s) = t.await?;
+        ok += o;
+        errors.extend(e);
+        samples.extend(s);
+    }
+    let rss = sampler.await?;
+    let peak = procs::vm_hwm_mib(pid).map(|r| r.0);
+    serve.stop(Duration::from_secs(15));
+    tenant.proc.stop(Duration::from_secs(5));
+    samples.sort_by(f64::total_cmp);
+    let first = rss.get(1).or(rss.first()).copied().unwrap_or(f64::NAN);
+    let last = rss.last().copied().unwrap_or(f64::NAN);
+    let stable = last <= first * 1.5;
+    let result = json!({
+        "date": procs::machine(&std::env::current_dir()?)["date_utc"],
+        "connections": a.connections,
+        "seconds": a.duration.as_secs_f64(),
+        "pages": SOAK_PAGES,
+        "requests_ok": ok,
+        "requests_per_s": ok as f64 / a.duration.as_secs_f64(),
+        "errors": errors.len(),
+        "first_errors": errors.iter().take(10).collect::<Vec<_>>(),
+        "p50_ms": load::percentile(&samples, 50.0),
+        "p99_ms": load::percentile(&samples, 99.0),
+        "rss_mib_every_5s": rss,
+        "peak_rss_mib": peak,
+        "rss_stable": stable,
+    });
+    std::fs::write(
+        a.out_dir.join("soak.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    say(&format!(
+        "soak: {ok} requests ({:.0}/s), {} errors, p50 {:.1} ms, p99 {:.1} ms, RSS {first:.1} → {last:.1} MiB (peak {:.1}); wrote {}",
+        ok as f64 / a.duration.as_secs_f64(),
+        errors.len(),
+        load::percentile(&samples, 50.0),
+        load::percentile(&samples, 99.0),
+        peak.unwrap_or(f64::NAN),
+        a.out_dir.join("soak.json").display()
+    ));
+    if !errors.is_empty() {
+        bail!(
+            "the soak saw {} errors, e.g. {:?}",
+            errors.len(),
+            errors.first()
+        );
+    }
+    if !stable {
+        bail!("RSS grew from {first:.1} to {last:.1} MiB during the soak");
+    }
+    Ok(())
+}
+
 async fn run(a: Args) -> anyhow::Result<()> {
+    if a.soak {
+        std::fs::create_dir_all(&a.out_dir)?;
+        return soak(&a).await;
+    }
     if a.report_only {
         let text = std::fs::read_to_string(a.out_dir.join("results.json"))?;
         return write_report(&a, &serde_json::from_str(&text)?);
