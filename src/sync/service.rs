@@ -598,77 +598,115 @@ async fn sync_users(
     mut url: String,
     c: &mut Counters,
 ) -> Result<Option<String>, SyncError> {
-    let db = deps.db;
+    let mut ahead = None;
     loop {
-        let page = fetch(deps, client, &url).await?;
-        let mut parsed = parse_user_page(items(&page)?, &source.settings);
-        if parsed.skipped > 0 {
-            tracing::warn!(
-                count = parsed.skipped,
-                "Skipped users without an id or userPrincipalName."
-            );
-        }
-        let now = deps.clock.now_ms();
-        let mut tx = db.begin().await?;
-        // A username is unique across sources: an Entra user whose UPN a local account has is skipped.
-        let upns: Vec<String> = parsed
-            .records
-            .iter()
-            .map(|r| r.upn.to_lowercase())
-            .collect();
-        let clashing = dir::local_upns_among(&mut tx, &upns).await?;
-        if !clashing.is_empty() {
-            parsed
-                .records
-                .retain(|r| !clashing.contains(&r.upn.to_lowercase()));
-            tracing::warn!(
-                count = clashing.len(),
-                "Skipped Entra ID users whose username a local account has."
-            );
-            dir::touch_seen(&mut tx, &source.id, run_id, &clashing).await?;
-            c.clashing_upns.extend(clashing);
-        }
-        let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
-        let seen: Vec<String> = parsed
-            .records
-            .iter()
-            .map(|r| r.external_id.clone())
-            .collect();
-        dir::forget_removals(&mut tx, &source.id, &seen).await?;
-        // "Automatically invite users imported from Entra ID": new users get their invitation in the same
-        // transaction that imports them, so each is invited exactly once.
-        if source.settings.auto_invite {
-            let invited = crate::invitations::service::auto_invite_new_users(
-                &mut tx,
-                deps.base_url,
-                &source.id,
-                run_id,
-                &seen,
-                now,
-            )
-            .await?;
-            if invited > 0 {
-                tracing::info!(count = invited, "Invited new users automatically.");
+        let page = match ahead.take() {
+            Some(p) => p,
+            None => fetch(deps, client, &url).await?,
+        };
+        let next = next_or_delta(&page);
+        // One page of read-ahead: the next page is fetched while this one is written (its transaction never
+        // waits on the network; it commits as soon as its own writes are done).
+        let (written, fetched) = tokio::join!(
+            write_user_page(deps, source, run_id, &page, c),
+            fetch_next(deps, client, next.0.as_deref()),
+        );
+        written?;
+        match next {
+            (Some(n), _) => {
+                url = n;
+                ahead = fetched?;
             }
-        }
-        // Removals wait for the end of the round: the deletion safety decides there.
-        let removals: Vec<(String, &str)> = parsed
-            .removed
-            .iter()
-            .map(|(id, why)| (id.clone(), *why))
-            .collect();
-        dir::add_pending_removals(&mut tx, &source.id, run_id, &removals, now).await?;
-        c.pages += 1;
-        c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
-        c.users_added += up.added;
-        c.users_updated += up.updated;
-        repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
-        tx.commit().await?;
-        match next_or_delta(&page) {
-            (Some(next), _) => url = next,
             (None, delta) => return Ok(delta),
         }
     }
+}
+
+/// Fetches the next page, if there is one.
+async fn fetch_next(
+    deps: &RoundDeps<'_>,
+    client: &GraphClient,
+    next: Option<&str>,
+) -> Result<Option<Value>, SyncError> {
+    match next {
+        Some(url) => fetch(deps, client, url).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes one page of users in one transaction.
+async fn write_user_page(
+    deps: &RoundDeps<'_>,
+    source: &StoredSource,
+    run_id: &str,
+    page: &Value,
+    c: &mut Counters,
+) -> Result<(), SyncError> {
+    let db = deps.db;
+    let mut parsed = parse_user_page(items(page)?, &source.settings);
+    if parsed.skipped > 0 {
+        tracing::warn!(
+            count = parsed.skipped,
+            "Skipped users without an id or userPrincipalName."
+        );
+    }
+    let now = deps.clock.now_ms();
+    let mut tx = db.begin().await?;
+    // A username is unique across sources: an Entra user whose UPN a local account has is skipped.
+    let upns: Vec<String> = parsed
+        .records
+        .iter()
+        .map(|r| r.upn.to_lowercase())
+        .collect();
+    let clashing = dir::local_upns_among(&mut tx, &upns).await?;
+    if !clashing.is_empty() {
+        parsed
+            .records
+            .retain(|r| !clashing.contains(&r.upn.to_lowercase()));
+        tracing::warn!(
+            count = clashing.len(),
+            "Skipped Entra ID users whose username a local account has."
+        );
+        dir::touch_seen(&mut tx, &source.id, run_id, &clashing).await?;
+        c.clashing_upns.extend(clashing);
+    }
+    let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
+    let seen: Vec<String> = parsed
+        .records
+        .iter()
+        .map(|r| r.external_id.clone())
+        .collect();
+    dir::forget_removals(&mut tx, &source.id, &seen).await?;
+    // "Automatically invite users imported from Entra ID": new users get their invitation in the same
+    // transaction that imports them, so each is invited exactly once.
+    if source.settings.auto_invite {
+        let invited = crate::invitations::service::auto_invite_new_users(
+            &mut tx,
+            deps.base_url,
+            &source.id,
+            run_id,
+            &seen,
+            now,
+        )
+        .await?;
+        if invited > 0 {
+            tracing::info!(count = invited, "Invited new users automatically.");
+        }
+    }
+    // Removals wait for the end of the round: the deletion safety decides there.
+    let removals: Vec<(String, &str)> = parsed
+        .removed
+        .iter()
+        .map(|(id, why)| (id.clone(), *why))
+        .collect();
+    dir::add_pending_removals(&mut tx, &source.id, run_id, &removals, now).await?;
+    c.pages += 1;
+    c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
+    c.users_added += up.added;
+    c.users_updated += up.updated;
+    repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Follows group pages (with `members@delta`) from `url` to the delta link.
@@ -680,34 +718,58 @@ async fn sync_groups(
     mut url: String,
     c: &mut Counters,
 ) -> Result<Option<String>, SyncError> {
-    let db = deps.db;
+    let mut ahead = None;
     loop {
-        let page = fetch(deps, client, &url).await?;
-        let parsed = parse_group_page(items(&page)?);
-        let now = deps.clock.now_ms();
-        let mut tx = db.begin().await?;
-        let up = dir::upsert_groups(&mut tx, &source.id, run_id, now, &parsed.records).await?;
-        for (reason, ids) in group_by_reason(&parsed.removed) {
-            c.groups_not_synced +=
-                dir::mark_groups_removed(&mut tx, &source.id, &ids, reason, now).await?;
-            c.memberships_removed +=
-                dir::remove_memberships_of_groups(&mut tx, &source.id, &ids).await?;
-        }
-        c.memberships_added +=
-            dir::upsert_memberships(&mut tx, &source.id, run_id, &parsed.member_adds).await?;
-        c.memberships_removed +=
-            dir::remove_memberships(&mut tx, &source.id, &parsed.member_removes).await?;
-        c.pages += 1;
-        c.groups_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
-        c.groups_added += up.added;
-        c.groups_updated += up.updated;
-        repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
-        tx.commit().await?;
-        match next_or_delta(&page) {
-            (Some(next), _) => url = next,
+        let page = match ahead.take() {
+            Some(p) => p,
+            None => fetch(deps, client, &url).await?,
+        };
+        let next = next_or_delta(&page);
+        let (written, fetched) = tokio::join!(
+            write_group_page(deps, source, run_id, &page, c),
+            fetch_next(deps, client, next.0.as_deref()),
+        );
+        written?;
+        match next {
+            (Some(n), _) => {
+                url = n;
+                ahead = fetched?;
+            }
             (None, delta) => return Ok(delta),
         }
     }
+}
+
+/// Writes one page of groups and their membership changes in one transaction.
+async fn write_group_page(
+    deps: &RoundDeps<'_>,
+    source: &StoredSource,
+    run_id: &str,
+    page: &Value,
+    c: &mut Counters,
+) -> Result<(), SyncError> {
+    let db = deps.db;
+    let parsed = parse_group_page(items(page)?);
+    let now = deps.clock.now_ms();
+    let mut tx = db.begin().await?;
+    let up = dir::upsert_groups(&mut tx, &source.id, run_id, now, &parsed.records).await?;
+    for (reason, ids) in group_by_reason(&parsed.removed) {
+        c.groups_not_synced +=
+            dir::mark_groups_removed(&mut tx, &source.id, &ids, reason, now).await?;
+        c.memberships_removed +=
+            dir::remove_memberships_of_groups(&mut tx, &source.id, &ids).await?;
+    }
+    c.memberships_added +=
+        dir::upsert_memberships(&mut tx, &source.id, run_id, &parsed.member_adds).await?;
+    c.memberships_removed +=
+        dir::remove_memberships(&mut tx, &source.id, &parsed.member_removes).await?;
+    c.pages += 1;
+    c.groups_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
+    c.groups_added += up.added;
+    c.groups_updated += up.updated;
+    repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Ends a round in one transaction: only a completed full round marks what it did not see; the new delta
