@@ -529,7 +529,7 @@ async fn check_oidc(
 
 async fn accept(
     state: &AppState,
-    _meta: &RequestMeta,
+    meta: &RequestMeta,
     request: &SsoRequestRow,
     answer: Answer,
 ) -> anyhow::Result<Handled> {
@@ -551,7 +551,7 @@ async fn accept(
             "replayed",
             "This sign-in answer was used already. Start again from the sign-in page.",
         );
-        refuse(state, _meta, None, &request.kind, &r).await?;
+        refuse(state, meta, None, &request.kind, &r).await?;
         return Ok(Handled::Refused(r));
     }
     Ok(Handled::Continue {

@@ -461,7 +461,6 @@ async fn saml_acs(
     form: web::Form<AcsForm>,
 ) -> AppResult<HttpResponse> {
     answer(
-        &state,
         &session,
         flow::handle_saml_response(&state, &meta, &form.saml_response).await?,
     )
@@ -474,10 +473,10 @@ async fn oidc_callback(
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
     let handled = flow::handle_oidc_callback(&state, &meta, req.query_string()).await?;
-    answer(&state, &session, handled)
+    answer(&session, handled)
 }
 
-fn answer(_state: &AppState, session: &Session, handled: Handled) -> AppResult<HttpResponse> {
+fn answer(session: &Session, handled: Handled) -> AppResult<HttpResponse> {
     match handled {
         Handled::Continue { request_id } => Ok(see_other(&format!(
             "/sso/complete?id={}",

@@ -24,14 +24,9 @@ pub struct IdentityContext {
 
 impl Default for IdentityContext {
     fn default() -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(15))
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            // No redirects followed, 5 s to connect, 15 s in all.
+            http: oidc::http_client().unwrap_or_default(),
             jwks: oidc::JwksCache::default(),
             housekeeping_every: std::time::Duration::from_secs(3600),
         }
