@@ -397,21 +397,11 @@ async fn check_saml(
 }
 
 async fn find_user_by_upn(state: &AppState, upn: &str) -> anyhow::Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM directory_users WHERE upn_lower = $1 AND deleted_at IS NULL ORDER BY source, id LIMIT 1",
-    )
-    .bind(upn.trim().to_lowercase())
-    .fetch_optional(&state.db.pool)
-    .await?)
+    Ok(repo::find_user_id_by_upn(&state.db.pool, upn).await?)
 }
 
 async fn find_user_by_external_id(state: &AppState, oid: &str) -> anyhow::Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM directory_users WHERE external_id = $1 AND deleted_at IS NULL ORDER BY id LIMIT 1",
-    )
-    .bind(oid.trim())
-    .fetch_optional(&state.db.pool)
-    .await?)
+    Ok(repo::find_user_id_by_external_id(&state.db.pool, oid).await?)
 }
 
 /// Handles the OIDC redirect back to `/oidc/callback` (its raw query string).
@@ -661,13 +651,7 @@ async fn admin_completion(
         return Ok(Completion::Refused(r));
     };
     // Only an active user counts: not disabled in the directory, still synced, not deleted.
-    let upn: Option<String> = sqlx::query_scalar(
-        "SELECT upn FROM directory_users WHERE id = $1 AND account_enabled = 1 AND not_synced_at IS NULL \
-         AND deleted_at IS NULL",
-    )
-    .bind(user_id)
-    .fetch_optional(&state.db.pool)
-    .await?;
+    let upn = repo::find_active_upn(&state.db.pool, user_id).await?;
     let admin = match &upn {
         Some(u) => crate::auth::repo::find_admin_by_username(&state.db.pool, u).await?,
         None => None,

@@ -384,3 +384,43 @@ pub async fn forget_expired_assertions<'e>(
         .await?;
     Ok(r.rows_affected())
 }
+
+/// The directory user with this UPN (any case), for matching a sign-in.
+pub async fn find_user_id_by_upn<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    upn: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM directory_users WHERE upn_lower = $1 AND deleted_at IS NULL ORDER BY source, id LIMIT 1",
+    )
+    .bind(upn.trim().to_lowercase())
+    .fetch_optional(ex)
+    .await
+}
+
+/// The directory user with this source object id (Entra `oid`), for matching a sign-in.
+pub async fn find_user_id_by_external_id<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    external_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM directory_users WHERE external_id = $1 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+    )
+    .bind(external_id.trim())
+    .fetch_optional(ex)
+    .await
+}
+
+/// The UPN of an active user: enabled in the directory, still synced, not deleted.
+pub async fn find_active_upn<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    user_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT upn FROM directory_users WHERE id = $1 AND account_enabled = 1 AND not_synced_at IS NULL \
+         AND deleted_at IS NULL",
+    )
+    .bind(user_id)
+    .fetch_optional(ex)
+    .await
+}

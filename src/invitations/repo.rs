@@ -265,16 +265,17 @@ pub async fn revoke_open<'e>(
     Ok(r.rows_affected())
 }
 
-pub async fn set_user_state<'e>(
+/// A user whose invitation was revoked is "not invited" again (a registered user stays registered).
+pub async fn clear_invited<'e>(
     ex: impl Executor<'e, Database = Any>,
     user_id: &str,
-    state: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE directory_users SET invitation_state = $1 WHERE id = $2")
-        .bind(state)
-        .bind(user_id)
-        .execute(ex)
-        .await?;
+    sqlx::query(
+        "UPDATE directory_users SET invitation_state = 'none' WHERE id = $1 AND invitation_state = 'invited'",
+    )
+    .bind(user_id)
+    .execute(ex)
+    .await?;
     Ok(())
 }
 

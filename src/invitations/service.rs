@@ -250,12 +250,7 @@ pub async fn revoke(
     let mut tx = db.begin().await?;
     let n = repo::revoke_open(&mut *tx, user_id, now).await?;
     if n > 0 {
-        sqlx::query(
-            "UPDATE directory_users SET invitation_state = 'none' WHERE id = $1 AND invitation_state = 'invited'",
-        )
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        repo::clear_invited(&mut *tx, user_id).await?;
         audit_repo::insert(
             &mut *tx,
             &AuditEvent::new(
