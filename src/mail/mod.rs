@@ -51,6 +51,9 @@ pub struct MailContext {
     pub test_timeout: Duration,
     /// Consecutive failed attempts that raise "Invitation mail is failing".
     pub failure_threshold: i64,
+    /// The worker's SMTP connections, kept open between passes (up to `concurrency`, each for
+    /// [`transport::IDLE_TIMEOUT`]) and dropped when the settings change. Clones share them.
+    pub smtp: transport::SharedTransport,
 }
 
 impl Default for MailContext {
@@ -69,6 +72,7 @@ impl Default for MailContext {
             send_timeout: Duration::from_secs(120),
             test_timeout: Duration::from_secs(15),
             failure_threshold: 3,
+            smtp: transport::SharedTransport::default(),
         }
     }
 }

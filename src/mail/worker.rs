@@ -2,6 +2,9 @@
 //! and records the outcome (sent, retry with backoff, or failed after the retry window). It also raises
 //! and resolves the "Invitation mail is failing" notification.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -9,7 +12,7 @@ use crate::clock::Millis;
 use crate::db::Db;
 use crate::mail::MailContext;
 use crate::mail::repo::{self, OutboxRow};
-use crate::mail::transport::{self, SendError};
+use crate::mail::transport::{self, SendError, Transport};
 use crate::notifications::{NewNotification, Severity, repo as notes};
 use crate::web::AppState;
 
@@ -31,6 +34,7 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
     let db = &state.db;
     let ctx = &state.mail;
     let Some(stored) = repo::find_settings(&db.pool).await? else {
+        ctx.smtp.close().await;
         return Ok(PassReport::default());
     };
     let password = match stored.password_sealed.as_deref() {
@@ -62,6 +66,7 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
         ..PassReport::default()
     };
     if rows.is_empty() {
+        ctx.smtp.close_expired();
         return Ok(report);
     }
     // The first mail goes alone: when the server is away, it fails once and the rest of the batch waits
@@ -70,15 +75,18 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
         return Ok(report);
     };
     let lanes = ctx.concurrency.clamp(1, rest.len().max(1));
-    let transport = transport::build_pooled(
+    // Kept across passes: up to `concurrency` connections stay open for the next batch.
+    let transport = ctx.smtp.get(
         &settings,
         password.as_ref(),
         ctx.smtp_timeout,
-        u32::try_from(lanes).unwrap_or(1),
+        ctx.concurrency.max(1),
     );
-    // The batch is dealt over `lanes` lanes that send at once, each on its own connection and each in
-    // order; a lane that meets a connection failure gives its untried rest back.
-    let (r0, away_until) = send_lane(state, cancel, &settings, &transport, vec![first]).await?;
+    // Whether a success must reset the failure count: once per pass (failures may have come from an
+    // earlier pass or another instance) and again after each failure in it, rather than a write per mail.
+    let reset = AtomicBool::new(true);
+    let (r0, away_until) =
+        send_lane(state, cancel, &settings, &transport, &reset, vec![first]).await?;
     report.sent += r0.sent;
     report.failed_attempts += r0.failed_attempts;
     report.given_up += r0.given_up;
@@ -86,6 +94,8 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
         postpone_all(db, ctx, rest.iter(), at).await;
         return Ok(report);
     }
+    // The rest is dealt over `lanes` lanes that send at once, each on its own connection and each in
+    // order; a lane that meets a connection failure gives its untried rest back.
     let mut dealt: Vec<Vec<&OutboxRow>> = vec![Vec::new(); lanes];
     for (i, row) in rest.iter().enumerate() {
         dealt[i % lanes].push(row);
@@ -93,7 +103,7 @@ pub async fn run_once(state: &AppState, cancel: &CancellationToken) -> anyhow::R
     let reports = futures_util::future::try_join_all(
         dealt
             .into_iter()
-            .map(|lane| send_lane(state, cancel, &settings, &transport, lane)),
+            .map(|lane| send_lane(state, cancel, &settings, &transport, &reset, lane)),
     )
     .await?;
     for (r, _) in reports {
@@ -110,7 +120,8 @@ async fn send_lane(
     state: &AppState,
     cancel: &CancellationToken,
     settings: &crate::mail::model::SmtpSettings,
-    transport: &Result<transport::Transport, SendError>,
+    transport: &Result<Arc<Transport>, SendError>,
+    reset: &AtomicBool,
     lane: Vec<&OutboxRow>,
 ) -> anyhow::Result<(PassReport, Option<Millis>)> {
     let db = &state.db;
@@ -158,7 +169,9 @@ async fn send_lane(
                     tracing::warn!(mail_id = %row.id, "Mail was sent after its lease was lost.");
                 }
                 tracing::info!(mail_id = %row.id, kind = %row.kind, "Mail sent.");
-                if repo::record_success(&db.pool, now).await? {
+                if reset.swap(false, Ordering::AcqRel)
+                    && repo::record_success(&db.pool, now).await?
+                {
                     notes::resolve(&db.pool, MAIL_FAILING, now).await?;
                 }
             }
@@ -186,6 +199,7 @@ async fn send_lane(
                     tracing::info!(mail_id = %row.id, attempts, retry_in_ms = next - now, error = %message, "Mail not sent; will retry.");
                 }
                 note_failure(db, ctx, &message, now).await?;
+                reset.store(true, Ordering::Release);
                 if matches!(e, SendError::Connection(_)) {
                     // The server is away: the rest of the batch would only fail the same way.
                     postpone_all(db, ctx, iter, next).await;
@@ -262,5 +276,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             () = tokio::time::sleep(state.mail.tick) => {}
         }
     }
+    // Say goodbye on the connections kept open.
+    state.mail.smtp.close().await;
     tracing::info!("Outbox worker stopped.");
 }
