@@ -43,6 +43,15 @@ struct Args {
     report_only: bool,
     /// `make soak`: mixed admin pages under load for `duration`, instead of the benchmarks.
     soak: bool,
+    /// Which parts to run (`--parts sync,pages,identity,mail`); all by default. For focused reruns while
+    /// working on one figure: a partial run's report is incomplete, so point `--doc`/`--out-dir` elsewhere.
+    parts: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, part: &str) -> bool {
+        self.parts.is_empty() || self.parts.iter().any(|p| p == part)
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -63,6 +72,7 @@ fn parse_args() -> anyhow::Result<Args> {
         note: String::new(),
         report_only: false,
         soak: false,
+        parts: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -95,13 +105,23 @@ fn parse_args() -> anyhow::Result<Args> {
             "--doc" => a.doc = value()?.into(),
             "--notes" => a.notes = value()?.into(),
             "--note" => a.note = value()?,
+            "--parts" => {
+                a.parts = value()?.split(',').map(|p| p.trim().to_owned()).collect();
+                if let Some(bad) = a
+                    .parts
+                    .iter()
+                    .find(|p| !["sync", "pages", "identity", "mail"].contains(&p.as_str()))
+                {
+                    bail!("unknown part {bad}: use sync, pages, identity, mail");
+                }
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: roster-bench [--quick] [--users N --groups G --memberships M] \
                      [--postgres-url URL] [--connections 64] [--duration SECS] [--baseline-runs 3] \
                      [--invites 10000] [--saml-iterations 2000] [--out-dir target/bench] \
                      [--doc docs/benchmarks.md] [--notes bench/NOTES.md] [--note TEXT] \
-                     [--report-only (rewrite the doc from <out-dir>/results.json)]"
+                     [--parts sync,pages,identity,mail] [--report-only (rewrite the doc from <out-dir>/results.json)]"
                 );
                 std::process::exit(0);
             }
@@ -292,6 +312,20 @@ async fn baseline(tenant: &Tenant, runs: usize) -> anyhow::Result<Value> {
 }
 
 /// The deep-page cursor: the row at 90 % of the default (UPN) order, as the page's `after=` link carries it.
+/// Seconds the last sync round took inside the process (its `sync_runs` row: started → finished), i.e.
+/// without process start, connecting and the migration check, which the `roster serve` worker never pays.
+async fn last_round_seconds(db_url: &str) -> anyhow::Result<f64> {
+    let db = roster::db::Db::connect(db_url).await?;
+    let (started, finished): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT started_at, finished_at FROM sync_runs ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    db.close().await;
+    let finished = finished.context("the last sync round has not finished")?;
+    Ok((finished - started) as f64 / 1000.0)
+}
+
 async fn deep_cursor(db_url: &str, users: usize) -> anyhow::Result<String> {
     let db = roster::db::Db::connect(db_url).await?;
     let offset = i64::try_from(users * 9 / 10)?;
@@ -392,6 +426,8 @@ async fn database_suite(
     let full_s = full["seconds"].as_f64().unwrap_or(f64::NAN);
     full["users_per_s"] = json!(tenant.users as f64 / full_s);
     full["ratio_to_baseline"] = json!(full_s / baseline_s);
+    let full_round_s = last_round_seconds(&inst.db_url).await?;
+    full["round_seconds"] = json!(full_round_s);
     say(&format!("{backend}: full round took {full_s:.2} s"));
 
     let truth = tenant.truth().await?;
@@ -411,8 +447,15 @@ async fn database_suite(
     delta["users_changed"] = json!(users_changed);
     delta["memberships_changed"] = json!(members_changed);
     delta["ratio_to_full"] = json!(delta_s / full_s);
+    let delta_round_s = last_round_seconds(&inst.db_url).await?;
+    delta["round_seconds"] = json!(delta_round_s);
+    delta["round_ratio_to_full"] = json!(delta_round_s / full_round_s);
 
-    let pages = directory_pages(&inst, a, tenant, &prefix).await?;
+    let pages = if a.runs("pages") {
+        directory_pages(&inst, a, tenant, &prefix).await?
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "database": backend,
         "full": full,
@@ -708,53 +751,60 @@ async fn run(a: Args) -> anyhow::Result<()> {
         "load_average_start": procs::load_average(),
     });
 
-    say(&format!(
-        "starting the emulator with {} users, {} groups, {} memberships",
-        a.users, a.groups, a.memberships
-    ));
-    let tenant = Tenant::start(
-        a.users,
-        a.groups,
-        a.memberships,
-        1,
-        &logs.join("emulator.log"),
-    )?;
-    say("baseline: bare paging");
-    let base = baseline(&tenant, a.baseline_runs).await?;
-    let baseline_s = base["median_seconds"].as_f64().unwrap_or(f64::NAN);
-    say(&format!("baseline: {baseline_s:.2} s"));
-    results["baseline"] = base;
+    if a.runs("sync") || a.runs("pages") {
+        say(&format!(
+            "starting the emulator with {} users, {} groups, {} memberships",
+            a.users, a.groups, a.memberships
+        ));
+        let tenant = Tenant::start(
+            a.users,
+            a.groups,
+            a.memberships,
+            1,
+            &logs.join("emulator.log"),
+        )?;
+        say("baseline: bare paging");
+        let base = baseline(&tenant, a.baseline_runs).await?;
+        let baseline_s = base["median_seconds"].as_f64().unwrap_or(f64::NAN);
+        say(&format!("baseline: {baseline_s:.2} s"));
+        results["baseline"] = base;
 
-    let mut dbs = Vec::new();
-    dbs.push(database_suite(&a, &root, &tenant, "sqlite", None, 1, baseline_s).await?);
-    match &a.postgres_url {
-        Some(admin_url) => {
-            let name = "roster_bench";
-            let url = create_pg_database(admin_url, name).await?;
-            let r = database_suite(&a, &root, &tenant, "postgres", Some(&url), 2, baseline_s).await;
-            if let Err(e) = drop_pg_database(admin_url, name).await {
-                say(&format!("could not drop the bench database: {e:#}"));
+        let mut dbs = Vec::new();
+        dbs.push(database_suite(&a, &root, &tenant, "sqlite", None, 1, baseline_s).await?);
+        match &a.postgres_url {
+            Some(admin_url) => {
+                let name = "roster_bench";
+                let url = create_pg_database(admin_url, name).await?;
+                let r =
+                    database_suite(&a, &root, &tenant, "postgres", Some(&url), 2, baseline_s).await;
+                if let Err(e) = drop_pg_database(admin_url, name).await {
+                    say(&format!("could not drop the bench database: {e:#}"));
+                }
+                dbs.push(r?);
             }
-            dbs.push(r?);
+            None => say("PostgreSQL skipped (no --postgres-url)"),
         }
-        None => say("PostgreSQL skipped (no --postgres-url)"),
+        results["databases"] = json!(dbs);
+        results["emulator_peak_rss_mib"] = json!(procs::vm_hwm_mib(tenant.proc.pid()).map(|r| r.0));
+        tenant.proc.stop(Duration::from_secs(5));
     }
-    results["databases"] = json!(dbs);
-    results["emulator_peak_rss_mib"] = json!(procs::vm_hwm_mib(tenant.proc.pid()).map(|r| r.0));
-    tenant.proc.stop(Duration::from_secs(5));
 
-    say("SAML: verify_response in a loop");
-    results["saml_verify"] = identity::saml_verify(&repo, &logs, a.saml_iterations)
-        .await
-        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
-    say("OIDC: finish_callback against the node peer");
-    results["oidc_callback"] = identity::oidc_callback(&repo, &logs, 30)
-        .await
-        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
-    say("mail: invitations through the outbox");
-    let m = mail_and_acs(&a, &repo, &root, &logs).await?;
-    results["mail"] = m["mail"].clone();
-    results["saml_acs_http"] = m["saml_acs_http"].clone();
+    if a.runs("identity") {
+        say("SAML: verify_response in a loop");
+        results["saml_verify"] = identity::saml_verify(&repo, &logs, a.saml_iterations)
+            .await
+            .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+        say("OIDC: finish_callback against the node peer");
+        results["oidc_callback"] = identity::oidc_callback(&repo, &logs, 30)
+            .await
+            .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    }
+    if a.runs("mail") {
+        say("mail: invitations through the outbox");
+        let m = mail_and_acs(&a, &repo, &root, &logs).await?;
+        results["mail"] = m["mail"].clone();
+        results["saml_acs_http"] = m["saml_acs_http"].clone();
+    }
 
     results["load_average_end"] = json!(procs::load_average());
     results["bench_seconds"] = json!(started.elapsed().as_secs_f64());

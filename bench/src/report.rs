@@ -196,6 +196,18 @@ pub fn markdown(r: &Value, notes: &str) -> String {
             "≤ 5 %",
             verdict(dr, |x| x <= 0.05),
         );
+        let rr = num(dl, "round_ratio_to_full");
+        tb.row(
+            &format!(
+                "Delta ÷ full, in-round only ({} s ÷ {} s: the rounds' own start → finish, without the \
+                 CLI's process start and migration check, as the `roster serve` worker runs them)",
+                fmt(num(dl, "round_seconds"), 2),
+                fmt(num(f, "round_seconds"), 2)
+            ),
+            format!("{} %", fmt(rr.map(|x| x * 100.0), 1)),
+            "≤ 5 %",
+            verdict(rr, |x| x <= 0.05),
+        );
         tb.row(
             "Delta round, peak RSS",
             format!("{} MiB", fmt(num(dl, "peak_rss_mib"), 1)),

@@ -310,11 +310,12 @@ pub async fn extend_session<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,
     expires_at: Millis,
+    slack: Millis,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at < $3")
         .bind(expires_at)
         .bind(id)
-        .bind(expires_at - crate::clock::MINUTE)
+        .bind(expires_at - slack)
         .execute(ex)
         .await?;
     Ok(())

@@ -2,6 +2,7 @@
 //! revocation take effect on the server. The cookie holds a random key; the table holds its SHA-256.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
@@ -17,18 +18,60 @@ use crate::web::guard::ADMIN_KEY;
 pub const IDLE_TIMEOUT: Millis = 30 * MINUTE;
 /// A session ends this long after sign-in, however active.
 pub const ABSOLUTE_TIMEOUT: Millis = 12 * HOUR;
+/// The idle timeout is extended in steps of at least this much, so most requests write nothing.
+const EXTEND_SLACK: Millis = MINUTE;
 
 type State = HashMap<String, String>;
+
+/// Sessions whose stored expiry this process remembers; past this many it forgets them all (each
+/// is read again on its next request).
+const KNOWN_EXPIRY_CAP: usize = 50_000;
 
 #[derive(Clone)]
 pub struct DbSessionStore {
     db: Db,
     clock: SharedClock,
+    /// The stored expiry of each session as this request's `load` read it, by session id. Every request
+    /// extends the idle timeout (`update_ttl`); while the stored expiry is within a minute of the new one
+    /// the write is skipped. Without this, every page view was a database write, and on SQLite 64
+    /// concurrent page views queued on the single write lock (docs/benchmarks.md).
+    known_expiry: Arc<Mutex<HashMap<String, Millis>>>,
 }
 
 impl DbSessionStore {
     pub fn new(db: Db, clock: SharedClock) -> Self {
-        Self { db, clock }
+        Self {
+            db,
+            clock,
+            known_expiry: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn remember_expiry(&self, id: &str, expires_at: Option<Millis>) {
+        let mut known = self
+            .known_expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match expires_at {
+            Some(at) => {
+                if known.len() >= KNOWN_EXPIRY_CAP && !known.contains_key(id) {
+                    known.clear();
+                }
+                known.insert(id.to_owned(), at);
+            }
+            None => {
+                known.remove(id);
+            }
+        }
+    }
+
+    /// True when the stored expiry is already within a minute of `new_expiry`.
+    fn expiry_is_fresh(&self, id: &str, new_expiry: Millis) -> bool {
+        self.known_expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .is_some_and(|&at| at >= new_expiry - EXTEND_SLACK)
     }
 
     fn expires_at(&self, ttl: &Duration) -> Millis {
@@ -68,11 +111,13 @@ impl SessionStore for DbSessionStore {
         let Some(row) = row else { return Ok(None) };
         let now = self.clock.now_ms();
         if row.expires_at <= now || row.created_at + ABSOLUTE_TIMEOUT <= now {
+            self.remember_expiry(&id, None);
             repo::delete_session(&self.db.pool, &id)
                 .await
                 .map_err(|e| LoadError::Other(e.into()))?;
             return Ok(None);
         }
+        self.remember_expiry(&id, Some(row.expires_at));
         serde_json::from_str(&row.state)
             .map(Some)
             .map_err(|e| LoadError::Deserialization(e.into()))
@@ -112,17 +157,21 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
-        repo::extend_session(
-            &self.db.pool,
-            &token_hash(key.as_ref()),
-            self.expires_at(ttl),
-        )
-        .await?;
+        let id = token_hash(key.as_ref());
+        let expires_at = self.expires_at(ttl);
+        if self.expiry_is_fresh(&id, expires_at) {
+            return Ok(());
+        }
+        repo::extend_session(&self.db.pool, &id, expires_at, EXTEND_SLACK).await?;
+        // Whether this write or another instance's moved it, the stored expiry is now at least this.
+        self.remember_expiry(&id, Some(expires_at - EXTEND_SLACK));
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        repo::delete_session(&self.db.pool, &token_hash(key.as_ref())).await?;
+        let id = token_hash(key.as_ref());
+        self.remember_expiry(&id, None);
+        repo::delete_session(&self.db.pool, &id).await?;
         Ok(())
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod ids;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -58,6 +60,23 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    memo: Arc<Memo>,
+}
+
+/// How long a memoised count may be shown after another process changed what it counts.
+pub const MEMO_TTL: Duration = Duration::from_secs(2);
+
+/// Counts over whole tables that busy pages show (the Users page's total: a 1.5 ms index walk on SQLite
+/// and more on PostgreSQL at 100,000 users, on every request). An entry lives at most `MEMO_TTL`, and this
+/// process forgets it as soon as it changes what it counts (`Db::forget`).
+#[derive(Debug, Default)]
+struct Memo(Mutex<MemoState>);
+
+#[derive(Debug, Default)]
+struct MemoState {
+    /// Bumped by every `forget`: a count that started before one is not remembered.
+    generation: u64,
+    counts: HashMap<&'static str, (Instant, i64)>,
 }
 
 /// The Any driver needs its drivers registered once per process.
@@ -95,6 +114,7 @@ impl Db {
                              PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                         )
                         .await?;
+                        set_page_cache(conn, SQLITE_CACHE_KIB).await?;
                     }
                     Ok(())
                 })
@@ -102,7 +122,51 @@ impl Db {
             .connect_with(opts)
             .await
             .with_context(|| format!("cannot connect to the database at {redacted}"))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            memo: Arc::default(),
+        })
+    }
+
+    /// The count named `key`, from the memo when fresh, else from `count` (and remembered).
+    pub async fn memo_count<F>(&self, key: &'static str, count: F) -> sqlx::Result<i64>
+    where
+        F: Future<Output = sqlx::Result<i64>>,
+    {
+        let lock = || {
+            self.memo
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let generation = {
+            let m = lock();
+            if let Some(&(at, n)) = m.counts.get(key)
+                && at.elapsed() < MEMO_TTL
+            {
+                return Ok(n);
+            }
+            m.generation
+        };
+        let started = Instant::now();
+        let n = count.await?;
+        let mut m = lock();
+        if m.generation == generation {
+            m.counts.insert(key, (started, n));
+        }
+        Ok(n)
+    }
+
+    /// Forgets the memoised count `key` (this process just changed what it counts).
+    pub fn forget(&self, key: &'static str) {
+        let mut m = self
+            .memo
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.generation += 1;
+        m.counts.remove(key);
     }
 
     /// Applies every pending migration.
@@ -137,6 +201,19 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Starts a transaction, as `begin`, on a connection the caller holds. A sync round writes all its
+    /// pages through one connection: the pool hands connections out in turn, and on SQLite a connection's
+    /// page cache is thrown away whenever another connection has written since its last use.
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> sqlx::Result<sqlx::Transaction<'c, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await,
+            Backend::Postgres => sqlx::Connection::begin(&mut **conn).await,
         }
     }
 
@@ -187,6 +264,35 @@ pub fn rows_per_statement(conn: &sqlx::AnyConnection, binds_per_row: usize) -> u
         8_000
     };
     (budget / binds_per_row.max(1)).max(1)
+}
+
+/// SQLite page cache of a pooled connection, in KiB (SQLite's default is 2 MiB).
+pub const SQLITE_CACHE_KIB: i64 = 8 * 1024;
+/// SQLite page cache of the connection a sync round writes through: a full round updates about ten
+/// indexes per user on random keys, and with a small cache most index pages were read back from the file
+/// for every batch (docs/benchmarks.md). Given back when the round ends.
+pub const SQLITE_WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+/// Sets a connection's page cache (SQLite; nothing on PostgreSQL, whose cache is the server's). Lowering
+/// it frees the pages above the new size.
+pub async fn set_page_cache(conn: &mut sqlx::AnyConnection, kib: i64) -> sqlx::Result<()> {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        conn.execute(format!("PRAGMA cache_size = -{}", kib.max(0)).as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Lets the current transaction commit without waiting for its WAL flush on PostgreSQL
+/// (`SET LOCAL synchronous_commit = off`); nothing on SQLite, where `synchronous = NORMAL` already commits
+/// without a flush in WAL mode. Only for work that the next step repeats if a crash loses it: a sync round's
+/// page writes, whose round is finished (and its delta links stored) by a normal commit, which flushes the
+/// WAL up to and including every page before it.
+pub async fn relax_commit(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        conn.execute("SET LOCAL synchronous_commit = off").await?;
+    }
+    Ok(())
 }
 
 /// Booleans are stored as 0/1 BIGINT on both backends.

@@ -255,7 +255,10 @@ async fn list_users(
                 desc: query.desc,
                 ..UserQuery::default()
             },
-        total: repo::count_users(&state.db.pool).await?,
+        total: state
+            .db
+            .memo_count(repo::USER_TOTAL, repo::count_users(&state.db.pool))
+            .await?,
         custom_names,
         items: rows.iter().map(UserItem::from).collect(),
         sorts,

@@ -35,26 +35,23 @@ fn count_upserted(rows: &[(Option<String>, Option<String>)], run_id: &str) -> Up
     u
 }
 
-/// Inserts or updates users of one source, all seen in `run_id`. Seeing a user clears "not synced".
-pub async fn upsert_users(
-    conn: &mut AnyConnection,
-    source_id: &str,
-    run_id: &str,
-    now: Millis,
-    users: &[UserRecord],
-) -> anyhow::Result<Upserted> {
-    let mut total = Upserted::default();
-    // SQLite allows 32,766 bound values per statement: stay well below.
-    let per_statement = crate::db::rows_per_statement(&*conn, 16);
-    for chunk in users.chunks(per_statement) {
-        let u = upsert_user_chunk(&mut *conn, source_id, run_id, now, chunk).await?;
-        total.added += u.added;
-        total.updated += u.updated;
+/// The rows of a JSON array bound as `param`, as a `FROM` item whose rows are `j.value`: SQLite's
+/// `json_each`, PostgreSQL's `json_array_elements` (a dialect feature on the sync's hot path, STYLE.md §6).
+/// Binding a whole page as one JSON text replaced multi-row `VALUES` with 16 bound values per user: sqlx
+/// resolves every bound value by name on SQLite (quadratic in their number) and copies each one to the
+/// SQLite worker thread, which made binding most of a full sync's CPU (docs/benchmarks.md). Positional
+/// arrays keep the text small; `j.value ->> N` reads element N as text (NULL for JSON null) on both.
+fn json_rows(conn: &AnyConnection, param: &str) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!("json_each({param}) AS j")
+    } else {
+        format!("json_array_elements(CAST({param} AS json)) AS j(value)")
     }
-    Ok(total)
 }
 
-async fn upsert_user_chunk(
+/// Inserts or updates users of one source, all seen in `run_id` (at most one row per user: Graph pages are
+/// deduplicated first). Seeing a user clears "not synced".
+pub async fn upsert_users(
     conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
@@ -64,16 +61,40 @@ async fn upsert_user_chunk(
     if users.is_empty() {
         return Ok(Upserted::default());
     }
-    const PER_ROW: usize = 16;
-    let values: Vec<String> = (0..users.len())
-        .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
-        .collect();
+    let rows = users
+        .iter()
+        .map(|u| {
+            Ok(serde_json::json!([
+                new_id(),
+                u.external_id,
+                u.upn,
+                u.upn.to_lowercase(),
+                u.mail,
+                u.given_name,
+                u.surname,
+                u.display_name,
+                u.job_title,
+                u.department,
+                crate::db::flag(u.account_enabled),
+                serde_json::to_string(&u.custom_attributes)?,
+                u.managed_apple_id,
+                u.content_hash(),
+                u.display_name.to_lowercase(),
+                u.mail.as_ref().map(|m| m.to_lowercase()),
+            ]))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let doc = serde_json::to_string(&rows)?;
+    let from = json_rows(conn, "$4");
     let sql = format!(
         "INSERT INTO directory_users (id, external_id, upn, upn_lower, mail, given_name, surname, display_name, \
          job_title, department, account_enabled, custom_attributes, managed_apple_id, content_hash, \
          display_name_lower, mail_lower, \
          source, source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
-         SELECT v.*, 'entra', $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
+         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
+         j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, CAST(j.value ->> 10 AS BIGINT), \
+         j.value ->> 11, j.value ->> 12, j.value ->> 13, j.value ->> 14, j.value ->> 15, \
+         'entra', $1, $2, $2, $2, $3, $3, $3 FROM {from} WHERE true \
          ON CONFLICT (source_id, external_id) DO UPDATE SET upn = excluded.upn, upn_lower = excluded.upn_lower, \
          mail = excluded.mail, given_name = excluded.given_name, surname = excluded.surname, \
          display_name = excluded.display_name, job_title = excluded.job_title, department = excluded.department, \
@@ -85,35 +106,46 @@ async fn upsert_user_chunk(
          last_changed_at = CASE WHEN directory_users.content_hash = excluded.content_hash \
              AND directory_users.not_synced_at IS NULL THEN directory_users.last_changed_at ELSE excluded.last_changed_at END, \
          content_hash = excluded.content_hash, last_seen_run = excluded.last_seen_run, \
-         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL \
-         RETURNING first_seen_run, last_changed_run",
-        values.join(", ")
+         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL"
     );
-    let mut q = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
+    sqlx::query(&sql)
         .bind(source_id)
         .bind(run_id)
-        .bind(now);
-    for u in users {
-        q = q
-            .bind(new_id())
-            .bind(&u.external_id)
-            .bind(&u.upn)
-            .bind(u.upn.to_lowercase())
-            .bind(u.mail.as_deref())
-            .bind(u.given_name.as_deref())
-            .bind(u.surname.as_deref())
-            .bind(&u.display_name)
-            .bind(u.job_title.as_deref())
-            .bind(u.department.as_deref())
-            .bind(crate::db::flag(u.account_enabled))
-            .bind(serde_json::to_string(&u.custom_attributes)?)
-            .bind(u.managed_apple_id.as_deref())
-            .bind(u.content_hash())
-            .bind(u.display_name.to_lowercase())
-            .bind(u.mail.as_ref().map(|m| m.to_lowercase()));
-    }
-    let rows = q.fetch_all(conn).await?;
-    Ok(count_upserted(&rows, run_id))
+        .bind(now)
+        .bind(&doc)
+        .execute(&mut *conn)
+        .await?;
+    // Added = first seen in this run; updated = changed in this run. Counted in one row afterwards rather
+    // than returned per user (each returned row is a hand-off between threads on SQLite).
+    let ids: Vec<&str> = users.iter().map(|u| u.external_id.as_str()).collect();
+    let (added, updated) =
+        count_seen_in_run(conn, "directory_users", source_id, run_id, &ids).await?;
+    Ok(Upserted { added, updated })
+}
+
+/// Of the rows of `table` with these external ids, how many were first seen in `run_id`, and how many
+/// others changed in it.
+async fn count_seen_in_run(
+    conn: &mut AnyConnection,
+    table: &str,
+    source_id: &str,
+    run_id: &str,
+    external_ids: &[&str],
+) -> anyhow::Result<(i64, i64)> {
+    let from = json_rows(conn, "$3");
+    let (added, updated): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT SUM(CASE WHEN first_seen_run = $2 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN first_seen_run = $2 THEN 0 WHEN last_changed_run = $2 THEN 1 ELSE 0 END) \
+         FROM {table} WHERE source_id = $1 AND external_id IN (SELECT j.value ->> 0 FROM {from})"
+    ))
+    .bind(source_id)
+    .bind(run_id)
+    .bind(serde_json::to_string(
+        &external_ids.iter().map(|i| [i]).collect::<Vec<_>>(),
+    )?)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((added.unwrap_or(0), updated.unwrap_or(0)))
 }
 
 /// Inserts or updates groups of one source, all seen in `run_id`.
@@ -186,52 +218,50 @@ async fn upsert_group_chunk(
     Ok(count_upserted(&rows, run_id))
 }
 
-/// Records memberships seen in `run_id`; returns how many are new.
+/// Membership rows per statement (one JSON text each; bounds the statement's memory).
+const MEMBERSHIPS_PER_STATEMENT: usize = 5_000;
+
+/// Records memberships seen in `run_id` (each (group, member) pair at most once); returns how many are new.
 pub async fn upsert_memberships(
     conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
     members: &[(String, MemberKind, String)],
-) -> sqlx::Result<i64> {
+) -> anyhow::Result<i64> {
     let mut added = 0;
-    let per_statement = crate::db::rows_per_statement(&*conn, 3);
-    for chunk in members.chunks(per_statement) {
-        added += upsert_membership_chunk(&mut *conn, source_id, run_id, chunk).await?;
+    for chunk in members.chunks(MEMBERSHIPS_PER_STATEMENT) {
+        let doc = serde_json::to_string(
+            &chunk
+                .iter()
+                .map(|(g, k, m)| [g.as_str(), k.as_str(), m.as_str()])
+                .collect::<Vec<_>>(),
+        )?;
+        let from = json_rows(conn, "$3");
+        sqlx::query(&format!(
+            "INSERT INTO group_members (group_external_id, member_kind, member_external_id, source_id, \
+             first_seen_run, last_seen_run) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, $1, $2, $2 FROM {from} WHERE true \
+             ON CONFLICT (source_id, group_external_id, member_external_id) DO UPDATE SET \
+             member_kind = excluded.member_kind, last_seen_run = excluded.last_seen_run"
+        ))
+        .bind(source_id)
+        .bind(run_id)
+        .bind(&doc)
+        .execute(&mut *conn)
+        .await?;
+        // New = first seen in this run, counted in one row (see `upsert_users`).
+        let new: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM group_members WHERE source_id = $1 AND first_seen_run = $2 \
+             AND (group_external_id, member_external_id) IN (SELECT j.value ->> 0, j.value ->> 2 FROM {from})"
+        ))
+        .bind(source_id)
+        .bind(run_id)
+        .bind(&doc)
+        .fetch_one(&mut *conn)
+        .await?;
+        added += new;
     }
     Ok(added)
-}
-
-async fn upsert_membership_chunk(
-    conn: &mut AnyConnection,
-    source_id: &str,
-    run_id: &str,
-    members: &[(String, MemberKind, String)],
-) -> sqlx::Result<i64> {
-    if members.is_empty() {
-        return Ok(0);
-    }
-    let values: Vec<String> = (0..members.len())
-        .map(|i| row_placeholders(3 + i * 3, 3))
-        .collect();
-    let sql = format!(
-        "INSERT INTO group_members (group_external_id, member_kind, member_external_id, source_id, first_seen_run, \
-         last_seen_run) SELECT v.*, $1, $2, $2 FROM (VALUES {}) AS v WHERE true \
-         ON CONFLICT (source_id, group_external_id, member_external_id) DO UPDATE SET \
-         member_kind = excluded.member_kind, last_seen_run = excluded.last_seen_run \
-         RETURNING first_seen_run",
-        values.join(", ")
-    );
-    let mut q = sqlx::query_scalar::<_, Option<String>>(&sql)
-        .bind(source_id)
-        .bind(run_id);
-    for (group, kind, member) in members {
-        q = q.bind(group).bind(kind.as_str()).bind(member);
-    }
-    let rows = q.fetch_all(conn).await?;
-    Ok(
-        i64::try_from(rows.iter().filter(|r| r.as_deref() == Some(run_id)).count())
-            .unwrap_or(i64::MAX),
-    )
 }
 
 /// Removes memberships (the source said they ended); returns how many existed.
@@ -417,6 +447,9 @@ pub fn escape_like(s: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_")
 }
+
+/// The memo key (`Db::memo_count`) of `count_users`; forget it after adding users.
+pub const USER_TOTAL: &str = "directory_users.total";
 
 pub async fn count_users<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM directory_users")

@@ -195,6 +195,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
+    db.forget(repo::USER_TOTAL);
     Ok(id)
 }
 

@@ -85,6 +85,9 @@ pub struct RoundDeps<'a> {
     pub base_url: &'a crate::config::BaseUrl,
 }
 
+/// The one connection a round writes through.
+type Writer = sqlx::pool::PoolConnection<sqlx::Any>;
+
 /// Builds a Graph client from stored settings.
 pub fn client_for(
     source: &StoredSource,
@@ -566,18 +569,72 @@ async fn run_plan(
     select: &str,
     c: &mut Counters,
 ) -> Result<(), SyncError> {
-    let (users_url, groups_url, full) = match plan {
+    // Every write of the round goes through one connection: the pool hands its connections out in turn,
+    // and on SQLite each one's page cache went cold after another had written (docs/benchmarks.md).
+    let mut writer = deps.db.pool.acquire().await?;
+    crate::db::set_page_cache(&mut writer, crate::db::SQLITE_WRITER_CACHE_KIB).await?;
+    let result = write_round(deps, &mut writer, client, source, run_id, plan, select, c).await;
+    // The connection goes back to the pool with the pool's cache size (a failure here only costs memory).
+    if let Err(e) = crate::db::set_page_cache(&mut writer, crate::db::SQLITE_CACHE_KIB).await {
+        tracing::warn!(error = %e, "Could not shrink the sync connection's page cache.");
+        writer.close_on_drop();
+    }
+    result
+}
+
+/// Where a round starts: the users and groups URLs, and whether it is a full round.
+fn urls(client: &GraphClient, plan: &Plan, select: &str) -> (String, String, bool) {
+    match plan {
         Plan::Full { .. } => (
             client.url(&format!("/users/delta?$select={select}")),
             client.url(&format!("/groups/delta?$select={GROUP_SELECT}")),
             true,
         ),
         Plan::Delta { users, groups } => (users.clone(), groups.clone(), false),
-    };
-    let users_delta = sync_users(deps, client, source, run_id, users_url, c).await?;
-    let groups_delta = sync_groups(deps, client, source, run_id, groups_url, c).await?;
+    }
+}
+
+/// Follows both delta feeds through `writer` and finishes the round.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the round's pieces, each used once"
+)]
+async fn write_round(
+    deps: &RoundDeps<'_>,
+    writer: &mut Writer,
+    client: &GraphClient,
+    source: &StoredSource,
+    run_id: &str,
+    plan: &Plan,
+    select: &str,
+    c: &mut Counters,
+) -> Result<(), SyncError> {
+    let (users_url, groups_url, full) = urls(client, plan, select);
+    let users_delta = follow(
+        deps,
+        writer,
+        client,
+        source,
+        run_id,
+        users_url,
+        PageKind::Users,
+        c,
+    )
+    .await?;
+    let groups_delta = follow(
+        deps,
+        writer,
+        client,
+        source,
+        run_id,
+        groups_url,
+        PageKind::Groups,
+        c,
+    )
+    .await?;
     finish(
         deps,
+        writer,
         source,
         run_id,
         full,
@@ -589,60 +646,154 @@ async fn run_plan(
     .await
 }
 
-/// Follows user pages from `url` to the delta link, writing each page; returns the delta link.
-async fn sync_users(
+/// Objects (see `objects_on`) fetched ahead of the writer; bounds the round's memory (a page bigger than
+/// this is still fetched, alone).
+const READ_AHEAD_OBJECTS: usize = 2 * BATCH_OBJECTS;
+/// The writer takes every page that has arrived, up to about this many objects (users, or groups plus
+/// membership changes), into one transaction. On SQLite one commit rewrites every index page it touched
+/// (about ten indexes per user, on random keys), so 500 commits of 200 users wrote the same pages again and
+/// again; larger batches cut the write volume without ever holding a transaction over an HTTP call.
+const BATCH_OBJECTS: usize = 2_000;
+
+/// Users, then groups with their `members@delta`, and the round's kind of page writer.
+#[derive(Clone, Copy)]
+enum PageKind {
+    Users,
+    Groups,
+}
+
+/// Objects on a page, as counted for `BATCH_OBJECTS`.
+fn objects_on(page: &Value) -> usize {
+    page.get("value")
+        .and_then(Value::as_array)
+        .map_or(0, |items| {
+            items
+                .iter()
+                .map(|i| {
+                    1 + i
+                        .get("members@delta")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                })
+                .sum()
+        })
+}
+
+/// Follows pages from `url` to the delta link and writes them; returns the delta link. One task fetches
+/// pages in order into a bounded channel while the writer takes whatever has arrived (up to
+/// `BATCH_OBJECTS` objects) and writes it in one transaction; no transaction waits on the network.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the round's pieces, each used once"
+)]
+async fn follow(
     deps: &RoundDeps<'_>,
+    writer: &mut Writer,
     client: &GraphClient,
     source: &StoredSource,
     run_id: &str,
-    mut url: String,
+    url: String,
+    kind: PageKind,
     c: &mut Counters,
 ) -> Result<Option<String>, SyncError> {
-    let mut ahead = None;
-    loop {
-        let page = match ahead.take() {
-            Some(p) => p,
-            None => fetch(deps, client, &url).await?,
-        };
-        let next = next_or_delta(&page);
-        // One page of read-ahead: the next page is fetched while this one is written (its transaction never
-        // waits on the network; it commits as soon as its own writes are done).
-        let (written, fetched) = tokio::join!(
-            write_user_page(deps, source, run_id, &page, c),
-            fetch_next(deps, client, next.0.as_deref()),
-        );
-        written?;
-        match next {
-            (Some(n), _) => {
-                url = n;
-                ahead = fetched?;
+    type Fetched = Result<(Value, tokio::sync::OwnedSemaphorePermit), SyncError>;
+    // Each fetched page holds permits for its objects until it is written.
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_OBJECTS));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
+    let fetcher = async move {
+        let mut url = Some(url);
+        while let Some(u) = url.take() {
+            let page = match fetch(deps, client, &u).await {
+                Ok(p) => {
+                    url = next_or_delta(&p).0;
+                    let n = objects_on(&p).clamp(1, READ_AHEAD_OBJECTS);
+                    let Ok(permit) = budget
+                        .clone()
+                        .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+                        .await
+                    else {
+                        return;
+                    };
+                    Ok((p, permit))
+                }
+                Err(e) => Err(e),
+            };
+            // The writer stopped (it failed): stop fetching.
+            if tx.send(page).is_err() {
+                return;
             }
-            (None, delta) => return Ok(delta),
         }
-    }
+    };
+    let writes = async move {
+        let mut delta = None;
+        while let Some(first) = rx.recv().await {
+            let (first, permit) = first?;
+            let mut objects = objects_on(&first);
+            let mut batch = vec![first];
+            let mut permits = vec![permit];
+            while objects < BATCH_OBJECTS
+                && let Ok(more) = rx.try_recv()
+            {
+                let (more, permit) = more?;
+                objects += objects_on(&more);
+                batch.push(more);
+                permits.push(permit);
+            }
+            if let Some((None, d)) = batch.last().map(next_or_delta) {
+                delta = d;
+            }
+            match kind {
+                PageKind::Users => {
+                    write_user_pages(deps, writer, source, run_id, &batch, c).await?
+                }
+                PageKind::Groups => {
+                    write_group_pages(deps, writer, source, run_id, &batch, c).await?;
+                }
+            }
+            drop(batch);
+            drop(permits);
+        }
+        Ok(delta)
+    };
+    let ((), delta) = tokio::join!(fetcher, writes);
+    delta
 }
 
-/// Fetches the next page, if there is one.
-async fn fetch_next(
+/// Writes pages of users in one transaction.
+async fn write_user_pages(
     deps: &RoundDeps<'_>,
-    client: &GraphClient,
-    next: Option<&str>,
-) -> Result<Option<Value>, SyncError> {
-    match next {
-        Some(url) => fetch(deps, client, url).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Writes one page of users in one transaction.
-async fn write_user_page(
-    deps: &RoundDeps<'_>,
+    writer: &mut Writer,
     source: &StoredSource,
     run_id: &str,
-    page: &Value,
+    pages: &[Value],
     c: &mut Counters,
 ) -> Result<(), SyncError> {
     let db = deps.db;
+    let now = deps.clock.now_ms();
+    let mut tx = db.begin_on(writer).await?;
+    crate::db::relax_commit(&mut tx).await?;
+    let mut added = 0;
+    for page in pages {
+        added += write_user_page(deps, &mut tx, source, run_id, page, now, c).await?;
+    }
+    repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
+    tx.commit().await?;
+    if added > 0 {
+        db.forget(dir::USER_TOTAL);
+    }
+    Ok(())
+}
+
+/// Writes one page of users inside the caller's transaction; returns how many were added.
+async fn write_user_page(
+    deps: &RoundDeps<'_>,
+    tx: &mut sqlx::AnyConnection,
+    source: &StoredSource,
+    run_id: &str,
+    page: &Value,
+    now: Millis,
+    c: &mut Counters,
+) -> Result<i64, SyncError> {
     let mut parsed = parse_user_page(items(page)?, &source.settings);
     if parsed.skipped > 0 {
         tracing::warn!(
@@ -650,15 +801,13 @@ async fn write_user_page(
             "Skipped users without an id or userPrincipalName."
         );
     }
-    let now = deps.clock.now_ms();
-    let mut tx = db.begin().await?;
     // A username is unique across sources: an Entra user whose UPN a local account has is skipped.
     let upns: Vec<String> = parsed
         .records
         .iter()
         .map(|r| r.upn.to_lowercase())
         .collect();
-    let clashing = dir::local_upns_among(&mut tx, &upns).await?;
+    let clashing = dir::local_upns_among(&mut *tx, &upns).await?;
     if !clashing.is_empty() {
         parsed
             .records
@@ -667,21 +816,21 @@ async fn write_user_page(
             count = clashing.len(),
             "Skipped Entra ID users whose username a local account has."
         );
-        dir::touch_seen(&mut tx, &source.id, run_id, &clashing).await?;
+        dir::touch_seen(&mut *tx, &source.id, run_id, &clashing).await?;
         c.clashing_upns.extend(clashing);
     }
-    let up = dir::upsert_users(&mut tx, &source.id, run_id, now, &parsed.records).await?;
+    let up = dir::upsert_users(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
     let seen: Vec<String> = parsed
         .records
         .iter()
         .map(|r| r.external_id.clone())
         .collect();
-    dir::forget_removals(&mut tx, &source.id, &seen).await?;
+    dir::forget_removals(&mut *tx, &source.id, &seen).await?;
     // "Automatically invite users imported from Entra ID": new users get their invitation in the same
     // transaction that imports them, so each is invited exactly once.
     if source.settings.auto_invite {
         let invited = crate::invitations::service::auto_invite_new_users(
-            &mut tx,
+            &mut *tx,
             deps.base_url,
             &source.id,
             run_id,
@@ -699,76 +848,59 @@ async fn write_user_page(
         .iter()
         .map(|(id, why)| (id.clone(), *why))
         .collect();
-    dir::add_pending_removals(&mut tx, &source.id, run_id, &removals, now).await?;
+    dir::add_pending_removals(&mut *tx, &source.id, run_id, &removals, now).await?;
     c.pages += 1;
     c.users_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
     c.users_added += up.added;
     c.users_updated += up.updated;
-    repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
+    Ok(up.added)
+}
+
+/// Writes pages of groups and their membership changes in one transaction.
+async fn write_group_pages(
+    deps: &RoundDeps<'_>,
+    writer: &mut Writer,
+    source: &StoredSource,
+    run_id: &str,
+    pages: &[Value],
+    c: &mut Counters,
+) -> Result<(), SyncError> {
+    let now = deps.clock.now_ms();
+    let mut tx = deps.db.begin_on(writer).await?;
+    crate::db::relax_commit(&mut tx).await?;
+    for page in pages {
+        write_group_page(&mut tx, source, run_id, page, now, c).await?;
+    }
+    repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Follows group pages (with `members@delta`) from `url` to the delta link.
-async fn sync_groups(
-    deps: &RoundDeps<'_>,
-    client: &GraphClient,
-    source: &StoredSource,
-    run_id: &str,
-    mut url: String,
-    c: &mut Counters,
-) -> Result<Option<String>, SyncError> {
-    let mut ahead = None;
-    loop {
-        let page = match ahead.take() {
-            Some(p) => p,
-            None => fetch(deps, client, &url).await?,
-        };
-        let next = next_or_delta(&page);
-        let (written, fetched) = tokio::join!(
-            write_group_page(deps, source, run_id, &page, c),
-            fetch_next(deps, client, next.0.as_deref()),
-        );
-        written?;
-        match next {
-            (Some(n), _) => {
-                url = n;
-                ahead = fetched?;
-            }
-            (None, delta) => return Ok(delta),
-        }
-    }
-}
-
-/// Writes one page of groups and their membership changes in one transaction.
+/// Writes one page of groups and their membership changes inside the caller's transaction.
 async fn write_group_page(
-    deps: &RoundDeps<'_>,
+    tx: &mut sqlx::AnyConnection,
     source: &StoredSource,
     run_id: &str,
     page: &Value,
+    now: Millis,
     c: &mut Counters,
 ) -> Result<(), SyncError> {
-    let db = deps.db;
     let parsed = parse_group_page(items(page)?);
-    let now = deps.clock.now_ms();
-    let mut tx = db.begin().await?;
-    let up = dir::upsert_groups(&mut tx, &source.id, run_id, now, &parsed.records).await?;
+    let up = dir::upsert_groups(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
     for (reason, ids) in group_by_reason(&parsed.removed) {
         c.groups_not_synced +=
-            dir::mark_groups_removed(&mut tx, &source.id, &ids, reason, now).await?;
+            dir::mark_groups_removed(&mut *tx, &source.id, &ids, reason, now).await?;
         c.memberships_removed +=
-            dir::remove_memberships_of_groups(&mut tx, &source.id, &ids).await?;
+            dir::remove_memberships_of_groups(&mut *tx, &source.id, &ids).await?;
     }
     c.memberships_added +=
-        dir::upsert_memberships(&mut tx, &source.id, run_id, &parsed.member_adds).await?;
+        dir::upsert_memberships(&mut *tx, &source.id, run_id, &parsed.member_adds).await?;
     c.memberships_removed +=
-        dir::remove_memberships(&mut tx, &source.id, &parsed.member_removes).await?;
+        dir::remove_memberships(&mut *tx, &source.id, &parsed.member_removes).await?;
     c.pages += 1;
     c.groups_seen += i64::try_from(parsed.records.len()).unwrap_or(0);
     c.groups_added += up.added;
     c.groups_updated += up.updated;
-    repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -780,6 +912,7 @@ async fn write_group_page(
 )]
 async fn finish(
     deps: &RoundDeps<'_>,
+    writer: &mut Writer,
     source: &StoredSource,
     run_id: &str,
     full: bool,
@@ -789,7 +922,7 @@ async fn finish(
     c: &mut Counters,
 ) -> Result<(), SyncError> {
     let now = deps.clock.now_ms();
-    let mut tx = deps.db.begin().await?;
+    let mut tx = deps.db.begin_on(writer).await?;
     // Only the lease holder may finish a round: if the lease expired (a stall) and another instance took it,
     // this round must not store its links or apply its removals over the other's work.
     if !repo::renew_lease(

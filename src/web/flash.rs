@@ -41,8 +41,13 @@ pub fn push(session: &Session, level: Level, text: impl Into<String>) {
     }
 }
 
-/// Takes the queued messages (they are shown once).
+/// Takes the queued messages (they are shown once). With none queued the session is left untouched:
+/// actix-session marks a session changed on any `remove`, and a changed session is written back, so
+/// every page view had been a database write.
 pub fn take(session: &Session) -> Vec<Flash> {
+    if !session.contains_key(KEY) {
+        return Vec::new();
+    }
     session
         .remove_as::<Vec<Flash>>(KEY)
         .and_then(Result::ok)

@@ -1,7 +1,7 @@
 //! First-run setup, sign-in, throttling, sign-out and session lifetimes.
 
 use roster::auth::service::{self, LoginError};
-use roster::clock::{Clock, HOUR, MINUTE};
+use roster::clock::{Clock, HOUR, MINUTE, SECOND};
 use roster::web::RequestMeta;
 use secrecy::SecretString;
 
@@ -450,6 +450,38 @@ async fn sessions_end_after_30_idle_minutes() {
         app.get("/admin").await.status().as_u16(),
         303,
         "31 minutes idle ends it"
+    );
+}
+
+/// Every request extends the idle timeout, but the row is written at most about once a minute: a page
+/// view must not be a database write (on SQLite, 64 concurrent views queued on the write lock).
+#[tokio::test]
+async fn page_views_extend_the_session_at_most_once_a_minute() {
+    let app = spawn_app().await;
+    app.login_as_admin().await;
+    let expiry = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT MAX(expires_at) FROM sessions WHERE admin_id IS NOT NULL",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let signed_in = expiry().await;
+    app.clock.advance(30 * SECOND);
+    assert_eq!(app.get("/admin/users").await.status().as_u16(), 200);
+    assert_eq!(
+        expiry().await,
+        signed_in,
+        "30 s later the row is not rewritten"
+    );
+    app.clock.advance(45 * SECOND);
+    assert_eq!(app.get("/admin/users").await.status().as_u16(), 200);
+    // The test clock also runs in real time: allow the milliseconds the requests took.
+    let moved = expiry().await - signed_in;
+    assert!(
+        (75 * SECOND..76 * SECOND).contains(&moved),
+        "75 s after sign-in the idle timeout moved on ({moved} ms)"
     );
 }
 

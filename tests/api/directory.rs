@@ -240,9 +240,19 @@ async fn local_accounts_lifecycle() {
     let resp = make_local(&app, &entra_upn.to_uppercase(), "", "").await;
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp.text().await.unwrap().contains("already used"));
-    // Create.
+    // Create. The Users page's total (memoised for busy pages) counts the new account at once.
+    assert!(
+        app.get_html("/admin/users")
+            .await
+            .contains("20 users in the directory")
+    );
     let resp = make_local(&app, "kim.local@corp.example", "kim@corp.example", "B-7").await;
     assert_eq!(resp.status().as_u16(), 303);
+    assert!(
+        app.get_html("/admin/users")
+            .await
+            .contains("21 users in the directory")
+    );
     let location = resp
         .headers()
         .get("location")

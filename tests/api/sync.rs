@@ -627,3 +627,35 @@ async fn a_round_that_lost_its_lease_does_not_commit_its_end() {
             .unwrap();
     assert_eq!(active, 60, "its removals were not applied");
 }
+
+/// A round's page transactions do not wait for the WAL flush on PostgreSQL (the round's last, normal
+/// commit flushes them); other transactions, and SQLite, keep their settings.
+#[tokio::test]
+async fn page_transactions_relax_the_commit_only_where_it_is_safe() {
+    let app = spawn_app().await;
+    let mut tx = app.db.begin().await.unwrap();
+    roster::db::relax_commit(&mut tx).await.unwrap();
+    match app.backend() {
+        roster::db::Backend::Postgres => {
+            let inside: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(inside, "off");
+            tx.commit().await.unwrap();
+            let after: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+            assert_eq!(after, "on", "SET LOCAL ends with its transaction");
+        }
+        roster::db::Backend::Sqlite => {
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(sync, 1, "NORMAL: WAL commits without a flush already");
+            tx.commit().await.unwrap();
+        }
+    }
+}
