@@ -5,9 +5,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A new random UUID as stored in TEXT id columns.
+/// A new UUID as stored in TEXT id columns: version 7, so ids made later sort later and each id index
+/// grows at its end instead of at random places (a full sync inserts 100,000 users at once). Its 74 random
+/// bits keep ids unguessable; tokens that grant anything come from `random_token`.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// `n` random bytes from the operating system, URL-safe base64 without padding.

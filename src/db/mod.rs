@@ -268,17 +268,34 @@ pub fn rows_per_statement(conn: &sqlx::AnyConnection, binds_per_row: usize) -> u
 
 /// SQLite page cache of a pooled connection, in KiB (SQLite's default is 2 MiB).
 pub const SQLITE_CACHE_KIB: i64 = 8 * 1024;
-/// SQLite page cache of the connection a sync round writes through: a full round updates about ten
-/// indexes per user on random keys, and with a small cache most index pages were read back from the file
-/// for every batch (docs/benchmarks.md). Given back when the round ends.
-pub const SQLITE_WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// Sets a connection's page cache (SQLite; nothing on PostgreSQL, whose cache is the server's). Lowering
 /// it frees the pages above the new size.
-pub async fn set_page_cache(conn: &mut sqlx::AnyConnection, kib: i64) -> sqlx::Result<()> {
+async fn set_page_cache(conn: &mut sqlx::AnyConnection, kib: i64) -> sqlx::Result<()> {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
         conn.execute(format!("PRAGMA cache_size = -{}", kib.max(0)).as_str())
             .await?;
+    }
+    Ok(())
+}
+
+/// Tunes the connection a sync round writes through, on SQLite (nothing on PostgreSQL), and back when
+/// `bulk` is false. A full round inserts into about ten indexes per user on random keys, so every commit
+/// rewrites most index pages; measured at 100,000 users (docs/benchmarks.md): with the pool's cache,
+/// index pages were read back from the file for every batch, and with SQLite's checkpoint every 4 MB of
+/// WAL, the database file was rewritten (and flushed) about as often as the WAL. In bulk mode the
+/// connection keeps a 48 MiB cache and checkpoints every 64 MiB of WAL; the WAL file is then up to that
+/// size until the next checkpoint truncates it back.
+pub async fn bulk_writes(conn: &mut sqlx::AnyConnection, bulk: bool) -> sqlx::Result<()> {
+    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        return Ok(());
+    }
+    if bulk {
+        set_page_cache(conn, 48 * 1024).await?;
+        conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
+    } else {
+        set_page_cache(conn, SQLITE_CACHE_KIB).await?;
+        conn.execute("PRAGMA wal_autocheckpoint = 1000").await?;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ fn count_upserted(rows: &[(Option<String>, Option<String>)], run_id: &str) -> Up
 }
 
 /// The rows of a JSON array bound as `param`, as a `FROM` item whose rows are `j.value`: SQLite's
-/// `json_each`, PostgreSQL's `json_array_elements` (a dialect feature on the sync's hot path, STYLE.md §6).
+/// `json_each`, PostgreSQL's `jsonb_array_elements` (parsed once; `->>` on `json` re-parses the text for every field) (a dialect feature on the sync's hot path, STYLE.md §6).
 /// Binding a whole page as one JSON text replaced multi-row `VALUES` with 16 bound values per user: sqlx
 /// resolves every bound value by name on SQLite (quadratic in their number) and copies each one to the
 /// SQLite worker thread, which made binding most of a full sync's CPU (docs/benchmarks.md). Positional
@@ -45,7 +45,7 @@ fn json_rows(conn: &AnyConnection, param: &str) -> String {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
         format!("json_each({param}) AS j")
     } else {
-        format!("json_array_elements(CAST({param} AS json)) AS j(value)")
+        format!("jsonb_array_elements(CAST({param} AS jsonb)) AS j(value)")
     }
 }
 
@@ -106,46 +106,20 @@ pub async fn upsert_users(
          last_changed_at = CASE WHEN directory_users.content_hash = excluded.content_hash \
              AND directory_users.not_synced_at IS NULL THEN directory_users.last_changed_at ELSE excluded.last_changed_at END, \
          content_hash = excluded.content_hash, last_seen_run = excluded.last_seen_run, \
-         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL"
+         last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL \
+         RETURNING first_seen_run, last_changed_run"
     );
-    sqlx::query(&sql)
+    // Added = first seen in this run; updated = changed in this run. Returned per row: counting afterwards
+    // with a join on the JSON rows depends on the planner, and PostgreSQL without fresh statistics (right
+    // after a bulk load) drove such a join from the table, one scan per row (40 s for one page).
+    let rows = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
         .bind(source_id)
         .bind(run_id)
         .bind(now)
         .bind(&doc)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-    // Added = first seen in this run; updated = changed in this run. Counted in one row afterwards rather
-    // than returned per user (each returned row is a hand-off between threads on SQLite).
-    let ids: Vec<&str> = users.iter().map(|u| u.external_id.as_str()).collect();
-    let (added, updated) =
-        count_seen_in_run(conn, "directory_users", source_id, run_id, &ids).await?;
-    Ok(Upserted { added, updated })
-}
-
-/// Of the rows of `table` with these external ids, how many were first seen in `run_id`, and how many
-/// others changed in it.
-async fn count_seen_in_run(
-    conn: &mut AnyConnection,
-    table: &str,
-    source_id: &str,
-    run_id: &str,
-    external_ids: &[&str],
-) -> anyhow::Result<(i64, i64)> {
-    let from = json_rows(conn, "$3");
-    let (added, updated): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT SUM(CASE WHEN first_seen_run = $2 THEN 1 ELSE 0 END), \
-         SUM(CASE WHEN first_seen_run = $2 THEN 0 WHEN last_changed_run = $2 THEN 1 ELSE 0 END) \
-         FROM {table} WHERE source_id = $1 AND external_id IN (SELECT j.value ->> 0 FROM {from})"
-    ))
-    .bind(source_id)
-    .bind(run_id)
-    .bind(serde_json::to_string(
-        &external_ids.iter().map(|i| [i]).collect::<Vec<_>>(),
-    )?)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok((added.unwrap_or(0), updated.unwrap_or(0)))
+    Ok(count_upserted(&rows, run_id))
 }
 
 /// Inserts or updates groups of one source, all seen in `run_id`.
@@ -237,29 +211,27 @@ pub async fn upsert_memberships(
                 .collect::<Vec<_>>(),
         )?;
         let from = json_rows(conn, "$3");
-        sqlx::query(&format!(
+        // New = first seen in this run (returned per row, see `upsert_users`).
+        let first_seen: Vec<Option<String>> = sqlx::query_scalar(&format!(
             "INSERT INTO group_members (group_external_id, member_kind, member_external_id, source_id, \
              first_seen_run, last_seen_run) \
              SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, $1, $2, $2 FROM {from} WHERE true \
              ON CONFLICT (source_id, group_external_id, member_external_id) DO UPDATE SET \
-             member_kind = excluded.member_kind, last_seen_run = excluded.last_seen_run"
+             member_kind = excluded.member_kind, last_seen_run = excluded.last_seen_run \
+             RETURNING first_seen_run"
         ))
         .bind(source_id)
         .bind(run_id)
         .bind(&doc)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-        // New = first seen in this run, counted in one row (see `upsert_users`).
-        let new: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM group_members WHERE source_id = $1 AND first_seen_run = $2 \
-             AND (group_external_id, member_external_id) IN (SELECT j.value ->> 0, j.value ->> 2 FROM {from})"
-        ))
-        .bind(source_id)
-        .bind(run_id)
-        .bind(&doc)
-        .fetch_one(&mut *conn)
-        .await?;
-        added += new;
+        added += i64::try_from(
+            first_seen
+                .iter()
+                .filter(|r| r.as_deref() == Some(run_id))
+                .count(),
+        )
+        .unwrap_or(i64::MAX);
     }
     Ok(added)
 }

@@ -572,11 +572,11 @@ async fn run_plan(
     // Every write of the round goes through one connection: the pool hands its connections out in turn,
     // and on SQLite each one's page cache went cold after another had written (docs/benchmarks.md).
     let mut writer = deps.db.pool.acquire().await?;
-    crate::db::set_page_cache(&mut writer, crate::db::SQLITE_WRITER_CACHE_KIB).await?;
+    crate::db::bulk_writes(&mut writer, true).await?;
     let result = write_round(deps, &mut writer, client, source, run_id, plan, select, c).await;
-    // The connection goes back to the pool with the pool's cache size (a failure here only costs memory).
-    if let Err(e) = crate::db::set_page_cache(&mut writer, crate::db::SQLITE_CACHE_KIB).await {
-        tracing::warn!(error = %e, "Could not shrink the sync connection's page cache.");
+    // The connection goes back to the pool as the pool's others are (or is closed).
+    if let Err(e) = crate::db::bulk_writes(&mut writer, false).await {
+        tracing::warn!(error = %e, "Could not reset the sync connection's settings.");
         writer.close_on_drop();
     }
     result
@@ -653,7 +653,7 @@ const READ_AHEAD_OBJECTS: usize = 2 * BATCH_OBJECTS;
 /// membership changes), into one transaction. On SQLite one commit rewrites every index page it touched
 /// (about ten indexes per user, on random keys), so 500 commits of 200 users wrote the same pages again and
 /// again; larger batches cut the write volume without ever holding a transaction over an HTTP call.
-const BATCH_OBJECTS: usize = 2_000;
+const BATCH_OBJECTS: usize = 5_000;
 
 /// Users, then groups with their `members@delta`, and the round's kind of page writer.
 #[derive(Clone, Copy)]
