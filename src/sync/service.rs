@@ -679,9 +679,10 @@ fn objects_on(page: &Value) -> usize {
         })
 }
 
-/// Follows pages from `url` to the delta link and writes them; returns the delta link. One task fetches
-/// pages in order into a bounded channel while the writer takes whatever has arrived (up to
-/// `BATCH_OBJECTS` objects) and writes it in one transaction; no transaction waits on the network.
+/// Follows pages from `url` to the delta link and writes them; returns the delta link. One future fetches
+/// pages in order into a queue (at most `READ_AHEAD_OBJECTS` objects not yet written) while the writer
+/// takes whatever has arrived (up to `BATCH_OBJECTS` objects) and writes it in one transaction; no
+/// transaction waits on the network.
 #[expect(
     clippy::too_many_arguments,
     reason = "the round's pieces, each used once"
