@@ -1,5 +1,6 @@
-//! The SMTP side: tests/peers/python/smtp_sink.py (aiosmtpd, one JSON file per accepted message, named by
-//! its arrival time in ns), and a bare SMTP client that measures what the sink itself can take.
+//! The SMTP side: tests/peers/python/smtp_sink.py (aiosmtpd) in its `--lean` mode (no MIME parsing, no file
+//! per message: one line per accepted message in `arrivals.log`, its arrival time in ns), and a bare SMTP
+//! client that measures what the sink itself can take.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -30,7 +31,7 @@ impl Sink {
         std::fs::create_dir_all(dir)?;
         let mut cmd = Command::new(py);
         cmd.arg(repo.join("tests/peers/python/smtp_sink.py"))
-            .args(["--port", "0", "--dir"])
+            .args(["--lean", "--port", "0", "--dir"])
             .arg(dir);
         let (proc, line) = procs::spawn("smtp_sink.py", cmd, log, true)?;
         let port = line
@@ -46,19 +47,11 @@ impl Sink {
 
     /// Arrival times (ns since the epoch) of the accepted messages, sorted.
     pub fn arrivals(&self) -> Vec<u128> {
-        let mut out: Vec<u128> = std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if name.starts_with('.') || !name.ends_with(".json") {
-                            return None;
-                        }
-                        name.split('-').next()?.parse().ok()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut out: Vec<u128> = std::fs::read_to_string(self.dir.join("arrivals.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         out.sort_unstable();
         out
     }
@@ -68,18 +61,15 @@ impl Sink {
         let mut last_count = 0;
         let mut last_change = Instant::now();
         loop {
-            let count = std::fs::read_dir(&self.dir).map_or(0, Iterator::count);
-            if count >= n {
-                let a = self.arrivals();
-                if a.len() >= n {
-                    return a;
-                }
+            let a = self.arrivals();
+            if a.len() >= n {
+                return a;
             }
-            if count != last_count {
-                last_count = count;
+            if a.len() != last_count {
+                last_count = a.len();
                 last_change = Instant::now();
             } else if last_change.elapsed() > stall {
-                return self.arrivals();
+                return a;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -348,13 +348,13 @@ pub fn markdown(r: &Value, notes: &str) -> String {
         "",
     );
     tb.row(
-        "SMTP sink ceiling: bare client, one connection, 2,000 messages",
+        "SMTP sink ceiling (aiosmtpd, `--lean`): bare client, one connection, 2,000 messages",
         format!("{} msg/s", thousands(num(ml, "sink_probe.msgs_per_s"))),
         "—",
         "",
     );
     tb.row(
-        "Same client with lettre's write pattern (Nagle on, final `.` written separately), 200 messages",
+        "Same client with lettre 0.11's own write pattern (Nagle on, final `.` written separately; Roster sets TCP_NODELAY), 200 messages",
         format!(
             "{} msg/s",
             thousands(num(ml, "sink_probe_lettre_writes.msgs_per_s"))
