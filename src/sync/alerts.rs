@@ -119,28 +119,30 @@ pub async fn after_failure(
     Ok(())
 }
 
+fn custom_names(settings: &EntraSettings) -> Vec<String> {
+    settings
+        .custom_attributes
+        .iter()
+        .map(|a| a.name.clone())
+        .collect()
+}
+
 /// Users lacking each selected attribute: (attribute, users without a value, custom?), and the active total.
 async fn attribute_gaps(
     db: &Db,
     settings: &EntraSettings,
     source_id: &str,
 ) -> anyhow::Result<(i64, Vec<(String, i64, bool)>)> {
-    let total = dir::count_active_users(&db.pool, source_id).await?;
-    let mut missing = Vec::new();
-    for (graph_name, column) in dir::OPTIONAL_COLUMNS {
-        missing.push((
-            (*graph_name).to_owned(),
-            dir::count_missing_column(&db.pool, source_id, column).await?,
-            false,
-        ));
-    }
-    for a in &settings.custom_attributes {
-        missing.push((
-            a.name.clone(),
-            dir::count_missing_custom(&db.pool, source_id, &a.name).await?,
-            true,
-        ));
-    }
+    let customs = custom_names(settings);
+    let (total, gaps) = dir::attribute_gaps(&db.pool, source_id, &customs).await?;
+    let names = dir::OPTIONAL_COLUMNS
+        .iter()
+        .map(|(graph_name, _)| ((*graph_name).to_owned(), false))
+        .chain(customs.into_iter().map(|name| (name, true)));
+    let missing = names
+        .zip(gaps)
+        .map(|((name, custom), n)| (name, n, custom))
+        .collect();
     Ok((total, missing))
 }
 
@@ -151,8 +153,8 @@ pub async fn attributes_dropped(
     settings: &EntraSettings,
     source_id: &str,
 ) -> anyhow::Result<bool> {
-    let (total, gaps) = attribute_gaps(db, settings, source_id).await?;
-    Ok(total > 0 && gaps.iter().any(|(_, n, _)| *n == total))
+    let customs = custom_names(settings);
+    Ok(dir::some_attribute_unset(&db.pool, source_id, &customs).await?)
 }
 
 /// A successful round proves Graph reachable and the credentials good; then checks the attributes.
