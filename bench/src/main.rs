@@ -46,6 +46,8 @@ struct Args {
     /// Which parts to run (`--parts sync,pages,identity,mail`); all by default. For focused reruns while
     /// working on one figure: a partial run's report is incomplete, so point `--doc`/`--out-dir` elsewhere.
     parts: Vec<String>,
+    /// Keep the `roster_bench` PostgreSQL database afterwards (to look at plans with psql).
+    keep_database: bool,
 }
 
 impl Args {
@@ -73,6 +75,7 @@ fn parse_args() -> anyhow::Result<Args> {
         report_only: false,
         soak: false,
         parts: Vec::new(),
+        keep_database: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -89,6 +92,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--quick" => a.quick = true,
             "--report-only" => a.report_only = true,
             "--soak" => a.soak = true,
+            "--keep-database" => a.keep_database = true,
             "--users" => {
                 a.users = value()?.parse()?;
                 sizes_given = true;
@@ -121,7 +125,8 @@ fn parse_args() -> anyhow::Result<Args> {
                      [--postgres-url URL] [--connections 64] [--duration SECS] [--baseline-runs 3] \
                      [--invites 10000] [--saml-iterations 2000] [--out-dir target/bench] \
                      [--doc docs/benchmarks.md] [--notes bench/NOTES.md] [--note TEXT] \
-                     [--parts sync,pages,identity,mail] [--report-only (rewrite the doc from <out-dir>/results.json)]"
+                     [--parts sync,pages,identity,mail] [--keep-database (the PostgreSQL one)] \
+                     [--report-only (rewrite the doc from <out-dir>/results.json)]"
                 );
                 std::process::exit(0);
             }
@@ -777,7 +782,9 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 let url = create_pg_database(admin_url, name).await?;
                 let r =
                     database_suite(&a, &root, &tenant, "postgres", Some(&url), 2, baseline_s).await;
-                if let Err(e) = drop_pg_database(admin_url, name).await {
+                if a.keep_database {
+                    say(&format!("kept the PostgreSQL database {url}"));
+                } else if let Err(e) = drop_pg_database(admin_url, name).await {
                     say(&format!("could not drop the bench database: {e:#}"));
                 }
                 dbs.push(r?);

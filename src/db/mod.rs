@@ -312,6 +312,21 @@ pub async fn relax_commit(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Refreshes the planner statistics of `tables` after bulk changes, on PostgreSQL: right after a first import
+/// it has none (autovacuum analyzes only after its next nap, up to a minute later), and without them it chose
+/// sequential scans plus sorts for the Users pages (a filter 65 ms, a deep page 84 ms at 100,000 users, against
+/// 6 and 0.6 ms once analyzed). Nothing on SQLite, whose planner already uses the indexes without statistics
+/// and whose `ANALYZE` would read every index.
+pub async fn refresh_statistics(pool: &sqlx::AnyPool, tables: &[&str]) -> sqlx::Result<()> {
+    let mut conn = pool.acquire().await?;
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        for t in tables {
+            conn.execute(format!("ANALYZE {t}").as_str()).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Booleans are stored as 0/1 BIGINT on both backends.
 pub fn flag(b: bool) -> i64 {
     i64::from(b)

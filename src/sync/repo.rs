@@ -121,6 +121,20 @@ pub struct Counters {
     pub clashing_upns: Vec<String>,
 }
 
+impl Counters {
+    /// Rows the round added, changed or removed.
+    pub fn changes(&self) -> i64 {
+        self.users_added
+            + self.users_updated
+            + self.users_not_synced
+            + self.groups_added
+            + self.groups_updated
+            + self.groups_not_synced
+            + self.memberships_added
+            + self.memberships_removed
+    }
+}
+
 /// Writes progress (in the same transaction as the page it counts).
 pub async fn update_progress<'e>(
     ex: impl Executor<'e, Database = Any>,

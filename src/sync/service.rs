@@ -543,6 +543,18 @@ async fn run_leased(
                 end,
             )
             .await?;
+            if kind == "full" || counters.changes() >= STATISTICS_AFTER_CHANGES {
+                let t = std::time::Instant::now();
+                match crate::db::refresh_statistics(&db.pool, DIRECTORY_TABLES).await {
+                    Ok(()) => tracing::debug!(
+                        ms = t.elapsed().as_millis(),
+                        "Planner statistics refreshed."
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Could not refresh the planner statistics.")
+                    }
+                }
+            }
             Ok(RoundSummary {
                 run_id,
                 kind,
@@ -645,6 +657,12 @@ async fn write_round(
     )
     .await
 }
+
+/// The tables a round writes in bulk.
+const DIRECTORY_TABLES: &[&str] = &["directory_users", "directory_groups", "group_members"];
+/// After a full round, or a delta round with at least this many changed rows, the planner statistics of
+/// [`DIRECTORY_TABLES`] are refreshed (`db::refresh_statistics`); smaller changes are left to autovacuum.
+const STATISTICS_AFTER_CHANGES: i64 = 5_000;
 
 /// Objects (see `objects_on`) fetched ahead of the writer; bounds the round's memory (a page bigger than
 /// this is still fetched, alone).

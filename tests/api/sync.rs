@@ -659,3 +659,39 @@ async fn page_transactions_relax_the_commit_only_where_it_is_safe() {
         }
     }
 }
+
+/// After a full round PostgreSQL has planner statistics for the directory (without them it planned the Users
+/// pages as sequential scans); SQLite is left as it is (no `sqlite_stat1`: its planner uses the indexes
+/// without statistics).
+#[tokio::test]
+async fn a_full_round_leaves_the_planner_statistics_fresh() {
+    let (app, _emu) = app_with_tenant(120, 4, 300).await;
+    let s = round(&app).await.unwrap();
+    assert_eq!((s.kind, s.counters.users_added), ("full", 120));
+    match app.backend() {
+        roster::db::Backend::Postgres => {
+            for (table, rows) in [("directory_users", 120.0), ("directory_groups", 4.0)] {
+                // A table never analyzed has reltuples = -1 (PostgreSQL ≥ 14); ANALYZE counts it exactly.
+                let tuples: f32 =
+                    sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = $1")
+                        .bind(table)
+                        .fetch_one(&app.db.pool)
+                        .await
+                        .unwrap();
+                assert!(
+                    (f64::from(tuples) - rows).abs() < 0.5,
+                    "{table}: reltuples {tuples}"
+                );
+            }
+        }
+        roster::db::Backend::Sqlite => {
+            let stats: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
+            )
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(stats, 0);
+        }
+    }
+}
