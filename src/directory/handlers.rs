@@ -209,8 +209,7 @@ async fn list_users(
     let f = f.into_inner();
     let query = f.to_query();
     let cursor = f.after.as_deref().and_then(UserCursor::decode);
-    let mut rows =
-        repo::list_users_page(&state.db.pool, &query, cursor.as_ref(), PAGE_SIZE + 1).await?;
+    let mut rows = repo::list_users_page(&state.db, &query, cursor.as_ref(), PAGE_SIZE + 1).await?;
     let more = split_page(&mut rows);
     let filters = f.filters();
     let next_href = more
@@ -306,53 +305,50 @@ async fn export_users(
         done: false,
         after: None,
     };
-    let body =
-        futures_util::stream::unfold(start, move |mut st| {
-            let (db, query, custom) = (db.clone(), query.clone(), custom.clone());
-            async move {
-                if st.done {
-                    return None;
-                }
-                let rows =
-                    match repo::list_users_page(&db.pool, &query, st.after.as_ref(), EXPORT_BATCH)
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "CSV export stopped by a database error.");
-                            return None;
-                        }
-                    };
-                st.done = i64::try_from(rows.len()).unwrap_or(0) < EXPORT_BATCH;
-                st.after = rows.last().map(|r| repo::cursor_of(r, query.sort));
-                let mut out = Vec::new();
-                for r in &rows {
-                    let attrs: BTreeMap<String, String> =
-                        serde_json::from_str(&r.custom_attributes).unwrap_or_default();
-                    let mut cells = vec![
-                        r.id.clone(),
-                        r.source.clone(),
-                        r.upn.clone(),
-                        r.display_name.clone(),
-                        r.mail.clone().unwrap_or_default(),
-                        r.given_name.clone().unwrap_or_default(),
-                        r.surname.clone().unwrap_or_default(),
-                        r.job_title.clone().unwrap_or_default(),
-                        r.department.clone().unwrap_or_default(),
-                        status_of(r).0.to_owned(),
-                        r.managed_apple_id.clone().unwrap_or_default(),
-                        r.not_synced_reason.clone().unwrap_or_default(),
-                    ];
-                    cells.extend(
-                        custom
-                            .iter()
-                            .map(|c| attrs.get(c).cloned().unwrap_or_default()),
-                    );
-                    out.extend_from_slice(&csv_line(&cells));
-                }
-                Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), st))
+    let body = futures_util::stream::unfold(start, move |mut st| {
+        let (db, query, custom) = (db.clone(), query.clone(), custom.clone());
+        async move {
+            if st.done {
+                return None;
             }
-        });
+            let rows =
+                match repo::list_users_page(&db, &query, st.after.as_ref(), EXPORT_BATCH).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "CSV export stopped by a database error.");
+                        return None;
+                    }
+                };
+            st.done = i64::try_from(rows.len()).unwrap_or(0) < EXPORT_BATCH;
+            st.after = rows.last().map(|r| repo::cursor_of(r, query.sort));
+            let mut out = Vec::new();
+            for r in &rows {
+                let attrs: BTreeMap<String, String> =
+                    serde_json::from_str(&r.custom_attributes).unwrap_or_default();
+                let mut cells = vec![
+                    r.id.clone(),
+                    r.source.clone(),
+                    r.upn.clone(),
+                    r.display_name.clone(),
+                    r.mail.clone().unwrap_or_default(),
+                    r.given_name.clone().unwrap_or_default(),
+                    r.surname.clone().unwrap_or_default(),
+                    r.job_title.clone().unwrap_or_default(),
+                    r.department.clone().unwrap_or_default(),
+                    status_of(r).0.to_owned(),
+                    r.managed_apple_id.clone().unwrap_or_default(),
+                    r.not_synced_reason.clone().unwrap_or_default(),
+                ];
+                cells.extend(
+                    custom
+                        .iter()
+                        .map(|c| attrs.get(c).cloned().unwrap_or_default()),
+                );
+                out.extend_from_slice(&csv_line(&cells));
+            }
+            Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), st))
+        }
+    });
     let head_stream =
         futures_util::stream::once(
             async move { Ok::<_, actix_web::Error>(web::Bytes::from(head)) },

@@ -816,8 +816,8 @@ const USER_COLS: &str = "id, source, external_id, upn, mail, given_name, surname
      not_synced_at, not_synced_reason, upn_lower, display_name_lower";
 
 /// One page of users matching `q`, after `cursor`, in the query's order.
-pub async fn list_users_page<'e>(
-    ex: impl Executor<'e, Database = Any>,
+pub async fn list_users_page(
+    db: &crate::db::Db,
     query: &UserQuery,
     cursor: Option<&UserCursor>,
     limit: i64,
@@ -828,13 +828,26 @@ pub async fn list_users_page<'e>(
         args.push(a);
         format!("${}", args.len())
     }
+    // A search reads its matches first (three index ranges) and sorts them: PostgreSQL, left to itself,
+    // walks the sort index and filters, expecting matches evenly spread, which for a prefix late in the
+    // alphabet read nearly every row (≈ 180 ms for `zoe` at 100,000 users, against 13–18 ms this way). The
+    // fence is `MATERIALIZED`; SQLite already plans the search this way, and copying the matches into a
+    // materialized table only cost it time, so there the CTE is inlined (STYLE §6's dialect exception).
+    let mut from = "directory_users".to_owned();
+    let mut with = String::new();
     if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let lo = next(&mut args, Arg::Text(q.to_lowercase()));
         let hi = next(&mut args, Arg::Text(prefix_end(&q.to_lowercase())));
-        clauses.push(format!(
-            "((upn_lower >= {lo} AND upn_lower < {hi}) OR (display_name_lower >= {lo} AND display_name_lower < {hi}) \
-             OR (mail_lower >= {lo} AND mail_lower < {hi}))"
-        ));
+        let fence = match db.backend {
+            crate::db::Backend::Postgres => "MATERIALIZED",
+            crate::db::Backend::Sqlite => "NOT MATERIALIZED",
+        };
+        with = format!(
+            "WITH hits AS {fence} (SELECT * FROM directory_users WHERE deleted_at IS NULL AND \
+             ((upn_lower >= {lo} AND upn_lower < {hi}) OR (display_name_lower >= {lo} AND display_name_lower < {hi}) \
+             OR (mail_lower >= {lo} AND mail_lower < {hi}))) "
+        );
+        from = "hits".to_owned();
     }
     if let Some(src) = &query.source {
         let p = next(&mut args, Arg::Text(src.clone()));
@@ -883,7 +896,7 @@ pub async fn list_users_page<'e>(
     }
     let lim = next(&mut args, Arg::Int(limit));
     let sql = format!(
-        "SELECT {USER_COLS} FROM directory_users WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {lim}",
+        "{with}SELECT {USER_COLS} FROM {from} WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {lim}",
         clauses.join(" AND ")
     );
     let mut q = sqlx::query_as::<_, UserRow>(&sql);
@@ -893,7 +906,7 @@ pub async fn list_users_page<'e>(
             Arg::Int(i) => q.bind(i),
         };
     }
-    q.fetch_all(ex).await
+    q.fetch_all(&db.pool).await
 }
 
 /// Managed Apple IDs that more than one active user derives (Apple requires each to be unique), one group
