@@ -49,6 +49,71 @@ fn json_rows(conn: &AnyConnection, param: &str) -> String {
     }
 }
 
+/// The secondary indexes a first import builds after loading instead of maintaining them row by row, with their
+/// definitions exactly as the migrations create them (a test compares the two). Both databases spent most of a
+/// full sync inserting into these B-trees (docs/benchmarks.md); unique indexes, and the partial unique index the
+/// round's clash check reads, always stay.
+pub const BULK_LOAD_INDEXES: &[(&str, &str)] = &[
+    (
+        "directory_users_last_seen_run",
+        "directory_users (source_id, last_seen_run)",
+    ),
+    (
+        "directory_users_name",
+        "directory_users (display_name_lower, id)",
+    ),
+    ("directory_users_mail", "directory_users (mail_lower)"),
+    ("directory_users_upn_id", "directory_users (upn_lower, id)"),
+    (
+        "directory_users_changed",
+        "directory_users (last_changed_at, id)",
+    ),
+    (
+        "directory_users_invitation",
+        "directory_users (invitation_state, upn_lower, id)",
+    ),
+    (
+        "directory_users_apple_active",
+        "directory_users (managed_apple_id) \
+         WHERE deleted_at IS NULL AND not_synced_at IS NULL AND managed_apple_id IS NOT NULL",
+    ),
+    (
+        "group_members_member",
+        "group_members (source_id, member_external_id)",
+    ),
+];
+
+/// Drops [`BULK_LOAD_INDEXES`] before a first import. Whoever calls it must call [`restore_bulk_load_indexes`]
+/// afterwards, failed or not; a crash in between is mended by the next round or process start.
+pub async fn drop_bulk_load_indexes(conn: &mut AnyConnection) -> sqlx::Result<()> {
+    for (name, _) in BULK_LOAD_INDEXES {
+        conn.execute(format!("DROP INDEX IF EXISTS {name}").as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates whichever of [`BULK_LOAD_INDEXES`] is missing (one catalog query when none is); returns their names.
+pub async fn restore_bulk_load_indexes(
+    conn: &mut AnyConnection,
+) -> sqlx::Result<Vec<&'static str>> {
+    let catalog = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        "SELECT name FROM sqlite_master WHERE type = 'index'"
+    } else {
+        "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE schemaname = current_schema()"
+    };
+    let present: Vec<String> = sqlx::query_scalar(catalog).fetch_all(&mut *conn).await?;
+    let mut created = Vec::new();
+    for (name, on) in BULK_LOAD_INDEXES {
+        if !present.iter().any(|p| p == name) {
+            conn.execute(format!("CREATE INDEX {name} ON {on}").as_str())
+                .await?;
+            created.push(*name);
+        }
+    }
+    Ok(created)
+}
+
 /// Inserts or updates users of one source, all seen in `run_id` (at most one row per user: Graph pages are
 /// deduplicated first). Seeing a user clears "not synced".
 pub async fn upsert_users(
