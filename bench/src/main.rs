@@ -184,7 +184,11 @@ impl Instance {
             ("ROSTER_DATA_DIR".into(), self.dir.display().to_string()),
             ("ROSTER_DATABASE_URL".into(), self.db_url.clone()),
             ("ROSTER_BIND".into(), format!("127.0.0.1:{}", self.port)),
-            ("ROSTER_LOG".into(), "info,sqlx=warn".into()),
+            // BENCH_ROSTER_LOG (e.g. "info,sqlx=debug": every statement with its time) for profiling a round.
+            (
+                "ROSTER_LOG".into(),
+                std::env::var("BENCH_ROSTER_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+            ),
         ]
     }
 

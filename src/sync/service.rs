@@ -645,7 +645,8 @@ async fn write_round(
     // A first import loads the directory without its secondary indexes and builds them at the end: inserting
     // row by row into them was most of a full round on both databases (docs/benchmarks.md). The round's own
     // per-page queries use only the unique indexes, which stay.
-    if full && dir::count_active_users(&mut **writer, &source.id).await? == 0 {
+    let first_import = full && dir::count_active_users(&mut **writer, &source.id).await? == 0;
+    if first_import {
         dir::drop_bulk_load_indexes(writer).await?;
     }
     let users_delta = follow(
@@ -672,9 +673,11 @@ async fn write_round(
     .await?;
     // SQLite sorts each index build in up to a page cache's worth of memory: with the round's 48 MiB cache on
     // top, the process passed 150 MB at 100,000 users, so the builds run with the pool's cache.
-    crate::db::bulk_writes(writer, false).await?;
-    restore_indexes(writer, "first import loaded").await?;
-    crate::db::bulk_writes(writer, true).await?;
+    if first_import {
+        crate::db::bulk_writes(writer, false).await?;
+        restore_indexes(writer, "first import loaded").await?;
+        crate::db::bulk_writes(writer, true).await?;
+    }
     finish(
         deps,
         writer,
@@ -1001,8 +1004,13 @@ async fn finish(
     }
     // Deletion safety: too many removals at once are held for an admin; the rest of the round applies.
     let removals = dir::count_removals(&mut *tx, &source.id, Some(run_id), "pending").await?;
-    let active = dir::count_active_users(&mut *tx, &source.id).await?;
     let s = &source.settings;
+    // Counting the active users reads the whole table (40 ms at 100,000 on SQLite), so only when it matters.
+    let active = if removals >= s.removal_guard_min {
+        dir::count_active_users(&mut *tx, &source.id).await?
+    } else {
+        0
+    };
     if removals >= s.removal_guard_min && removals * 100 > active * s.removal_guard_percent {
         dir::hold_removals(&mut *tx, &source.id, run_id).await?;
         let preview = dir::list_held(&mut *tx, &source.id, 10).await?;
