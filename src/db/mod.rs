@@ -105,6 +105,7 @@ impl Db {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -115,6 +116,7 @@ impl Db {
                         )
                         .await?;
                         set_page_cache(conn, SQLITE_CACHE_KIB).await?;
+                        set_mmap(conn, SQLITE_MMAP_BYTES).await?;
                     }
                     Ok(())
                 })
@@ -279,6 +281,18 @@ async fn set_page_cache(conn: &mut sqlx::AnyConnection, kib: i64) -> sqlx::Resul
     Ok(())
 }
 
+/// How much of the SQLite file a pooled connection reads through a memory map (`PRAGMA mmap_size`).
+pub const SQLITE_MMAP_BYTES: i64 = 1 << 30;
+
+/// Sets a connection's memory map size (SQLite only; 0 turns it off and unmaps).
+async fn set_mmap(conn: &mut sqlx::AnyConnection, bytes: i64) -> sqlx::Result<()> {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        conn.execute(format!("PRAGMA mmap_size = {}", bytes.max(0)).as_str())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Tunes the connection a sync round writes through, on SQLite (nothing on PostgreSQL), and back when
 /// `bulk` is false. A full round inserts into about ten indexes per user on random keys, so every commit
 /// rewrites most index pages; measured at 100,000 users (docs/benchmarks.md): with the pool's cache,
@@ -291,10 +305,12 @@ pub async fn bulk_writes(conn: &mut sqlx::AnyConnection, bulk: bool) -> sqlx::Re
         return Ok(());
     }
     if bulk {
+        set_mmap(conn, 0).await?;
         set_page_cache(conn, 48 * 1024).await?;
         conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
     } else {
         set_page_cache(conn, SQLITE_CACHE_KIB).await?;
+        set_mmap(conn, SQLITE_MMAP_BYTES).await?;
         conn.execute("PRAGMA wal_autocheckpoint = 1000").await?;
     }
     Ok(())

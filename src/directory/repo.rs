@@ -187,25 +187,9 @@ pub async fn upsert_users(
     Ok(count_upserted(&rows, run_id))
 }
 
-/// Inserts or updates groups of one source, all seen in `run_id`.
+/// Inserts or updates groups of one source, all seen in `run_id`: one statement with the rows as a JSON
+/// parameter, like [`upsert_users`] (multi-row `VALUES` took eight statements and 10 bound values per group).
 pub async fn upsert_groups(
-    conn: &mut AnyConnection,
-    source_id: &str,
-    run_id: &str,
-    now: Millis,
-    groups: &[GroupRecord],
-) -> anyhow::Result<Upserted> {
-    let mut total = Upserted::default();
-    let per_statement = crate::db::rows_per_statement(&*conn, 10);
-    for chunk in groups.chunks(per_statement) {
-        let u = upsert_group_chunk(&mut *conn, source_id, run_id, now, chunk).await?;
-        total.added += u.added;
-        total.updated += u.updated;
-    }
-    Ok(total)
-}
-
-async fn upsert_group_chunk(
     conn: &mut AnyConnection,
     source_id: &str,
     run_id: &str,
@@ -215,15 +199,32 @@ async fn upsert_group_chunk(
     if groups.is_empty() {
         return Ok(Upserted::default());
     }
-    const PER_ROW: usize = 10;
-    let values: Vec<String> = (0..groups.len())
-        .map(|i| row_placeholders(4 + i * PER_ROW, PER_ROW))
-        .collect();
+    let rows = groups
+        .iter()
+        .map(|g| {
+            Ok(serde_json::json!([
+                new_id(),
+                g.external_id,
+                g.display_name,
+                g.description,
+                g.mail,
+                crate::db::flag(g.mail_enabled),
+                crate::db::flag(g.security_enabled),
+                serde_json::to_string(&g.group_types)?,
+                g.content_hash(),
+                g.display_name.to_lowercase(),
+            ]))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let doc = serde_json::to_string(&rows)?;
+    let from = json_rows(conn, "$4");
     let sql = format!(
         "INSERT INTO directory_groups (id, external_id, display_name, description, mail, mail_enabled, \
          security_enabled, group_types, content_hash, display_name_lower, \
          source_id, first_seen_run, last_changed_run, last_seen_run, first_seen_at, last_changed_at, last_seen_at) \
-         SELECT v.*, $1, $2, $2, $2, $3, $3, $3 FROM (VALUES {}) AS v WHERE true \
+         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+         CAST(j.value ->> 5 AS BIGINT), CAST(j.value ->> 6 AS BIGINT), j.value ->> 7, j.value ->> 8, j.value ->> 9, \
+         $1, $2, $2, $2, $3, $3, $3 FROM {from} WHERE true \
          ON CONFLICT (source_id, external_id) DO UPDATE SET display_name = excluded.display_name, \
          display_name_lower = excluded.display_name_lower, description = excluded.description, mail = excluded.mail, mail_enabled = excluded.mail_enabled, \
          security_enabled = excluded.security_enabled, group_types = excluded.group_types, \
@@ -233,27 +234,15 @@ async fn upsert_group_chunk(
              AND directory_groups.not_synced_at IS NULL THEN directory_groups.last_changed_at ELSE excluded.last_changed_at END, \
          content_hash = excluded.content_hash, last_seen_run = excluded.last_seen_run, \
          last_seen_at = excluded.last_seen_at, not_synced_at = NULL, not_synced_reason = NULL \
-         RETURNING first_seen_run, last_changed_run",
-        values.join(", ")
+         RETURNING first_seen_run, last_changed_run"
     );
-    let mut q = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
+    let rows = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql)
         .bind(source_id)
         .bind(run_id)
-        .bind(now);
-    for g in groups {
-        q = q
-            .bind(new_id())
-            .bind(&g.external_id)
-            .bind(&g.display_name)
-            .bind(g.description.as_deref())
-            .bind(g.mail.as_deref())
-            .bind(crate::db::flag(g.mail_enabled))
-            .bind(crate::db::flag(g.security_enabled))
-            .bind(serde_json::to_string(&g.group_types)?)
-            .bind(g.content_hash())
-            .bind(g.display_name.to_lowercase());
-    }
-    let rows = q.fetch_all(conn).await?;
+        .bind(now)
+        .bind(&doc)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(count_upserted(&rows, run_id))
 }
 
