@@ -50,7 +50,7 @@ async fn list_audit(
         })
         .flatten();
     let page = AuditPage {
-        ctx: PageCtx::admin(&state, &session, &admin, Section::Audit, "Admin > Audit").await?,
+        ctx: PageCtx::admin(&session, &admin, Section::Audit, "Admin > Audit")?,
         items: rows.iter().map(AuditItem::from).collect(),
         total: repo::count(&state.db.pool).await?,
         pager: Pager {

@@ -38,13 +38,13 @@ fn actor(admin: &AdminSession) -> Actor {
     }
 }
 
-async fn ctx(
-    state: &AppState,
-    session: &Session,
-    admin: &AdminSession,
-    title: &str,
-) -> AppResult<PageCtx> {
-    Ok(PageCtx::admin(state, session, admin, Section::Configurations, title).await?)
+fn ctx(session: &Session, admin: &AdminSession, title: &str) -> AppResult<PageCtx> {
+    Ok(PageCtx::admin(
+        session,
+        admin,
+        Section::Configurations,
+        title,
+    )?)
 }
 
 async fn list_configurations(
@@ -53,7 +53,7 @@ async fn list_configurations(
     admin: AdminSession,
 ) -> AppResult<HttpResponse> {
     let configs = service::list(&state.db).await?;
-    let page = ListPage::new(ctx(&state, &session, &admin, TITLE).await?, &configs);
+    let page = ListPage::new(ctx(&session, &admin, TITLE)?, &configs);
     render(&page, StatusCode::OK)
 }
 
@@ -85,7 +85,7 @@ async fn form_page(
         None => format!("{TITLE} > New {}", kind.label()),
     };
     Ok(FormPage::new(
-        ctx(state, session, admin, &title).await?,
+        ctx(session, admin, &title)?,
         config.map(|c| c.id.clone()),
         kind,
         form,
@@ -355,7 +355,7 @@ async fn preview_configuration(
 ) -> AppResult<HttpResponse> {
     let c = service::get(&state.db, &id).await?;
     let title = format!("{TITLE} > {} > Preview", c.name);
-    let ctx = ctx(&state, &session, &admin, &title).await?;
+    let ctx = ctx(&session, &admin, &title)?;
     let user = query.user.trim().to_owned();
     if user.is_empty() {
         return render(&PreviewPage::empty(ctx, &c, user, None), StatusCode::OK);

@@ -54,14 +54,7 @@ async fn show_dashboard(
         users: crate::directory::repo::count_users(&state.db.pool).await?,
         groups: crate::directory::repo::count_groups(&state.db.pool).await?,
         open_problems: crate::notifications::repo::count_open(&state.db.pool).await?,
-        ctx: PageCtx::admin(
-            &state,
-            &session,
-            &admin,
-            Section::Dashboard,
-            "Admin > Dashboard",
-        )
-        .await?,
+        ctx: PageCtx::admin(&session, &admin, Section::Dashboard, "Admin > Dashboard")?,
         database: state.db.backend.name(),
         base_url: state.base_url.as_str().to_owned(),
         admins: auth_repo::count_admins(&state.db.pool).await?,

@@ -209,7 +209,14 @@ async fn list_users(
     let f = f.into_inner();
     let query = f.to_query();
     let cursor = f.after.as_deref().and_then(UserCursor::decode);
-    let mut rows = repo::list_users_page(&state.db, &query, cursor.as_ref(), PAGE_SIZE + 1).await?;
+    let mut rows = repo::list_users_page(
+        &state.db,
+        &query,
+        cursor.as_ref(),
+        PAGE_SIZE + 1,
+        repo::UserCols::Listed,
+    )
+    .await?;
     let more = split_page(&mut rows);
     let filters = f.filters();
     let next_href = more
@@ -247,7 +254,7 @@ async fn list_users(
     .collect();
     let custom_names = custom_names(&state).await?;
     let page = UsersPage {
-        ctx: PageCtx::admin(&state, &session, &admin, Section::Users, "Admin > Users").await?,
+        ctx: PageCtx::admin(&session, &admin, Section::Users, "Admin > Users")?,
         filtered: query
             != UserQuery {
                 sort: query.sort,
@@ -311,14 +318,21 @@ async fn export_users(
             if st.done {
                 return None;
             }
-            let rows =
-                match repo::list_users_page(&db, &query, st.after.as_ref(), EXPORT_BATCH).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "CSV export stopped by a database error.");
-                        return None;
-                    }
-                };
+            let rows = match repo::list_users_page(
+                &db,
+                &query,
+                st.after.as_ref(),
+                EXPORT_BATCH,
+                repo::UserCols::All,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "CSV export stopped by a database error.");
+                    return None;
+                }
+            };
             st.done = i64::try_from(rows.len()).unwrap_or(0) < EXPORT_BATCH;
             st.after = rows.last().map(|r| repo::cursor_of(r, query.sort));
             let mut out = Vec::new();
@@ -504,13 +518,11 @@ async fn show_user(
     .await?;
     let page = UserPage {
         ctx: PageCtx::admin(
-            &state,
             &session,
             &admin,
             Section::Users,
             &format!("Admin > Users > {}", r.display_name),
-        )
-        .await?,
+        )?,
         id: r.id.clone(),
         local: r.source == "local",
         enabled: r.account_enabled != 0,
@@ -579,7 +591,7 @@ async fn form_page(
         ),
     };
     Ok(UserFormPage {
-        ctx: PageCtx::admin(state, session, admin, Section::Users, &title).await?,
+        ctx: PageCtx::admin(session, admin, Section::Users, &title)?,
         action,
         form,
         custom_names: custom_names(state).await?,
@@ -800,13 +812,11 @@ async fn delete_user_form(
     }
     let p = DeleteUserPage {
         ctx: PageCtx::admin(
-            &state,
             &session,
             &admin,
             Section::Users,
             "Admin > Users > Delete local user",
-        )
-        .await?,
+        )?,
         id: r.id,
         upn: r.upn,
         display_name: r.display_name,
@@ -912,7 +922,7 @@ async fn list_groups(
         })
         .collect();
     let page = GroupsPage {
-        ctx: PageCtx::admin(&state, &session, &admin, Section::Groups, "Admin > Groups").await?,
+        ctx: PageCtx::admin(&session, &admin, Section::Groups, "Admin > Groups")?,
         q: q.to_owned(),
         total: repo::count_groups(&state.db.pool).await?,
         items,
@@ -1026,13 +1036,11 @@ async fn show_group(
     };
     let page = GroupPage {
         ctx: PageCtx::admin(
-            &state,
             &session,
             &admin,
             Section::Groups,
             &format!("Admin > Groups > {}", g.display_name),
-        )
-        .await?,
+        )?,
         name: g.display_name.clone(),
         kind,
         attributes,

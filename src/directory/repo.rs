@@ -841,25 +841,35 @@ enum Arg {
     Int(i64),
 }
 
+/// A user as the directory pages read it. The fields marked `default` are left out of a Users page
+/// ([`UserCols::Listed`]) and are empty there.
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
     pub id: String,
     pub source: String,
+    #[sqlx(default)]
     pub external_id: Option<String>,
     pub upn: String,
     pub mail: Option<String>,
+    #[sqlx(default)]
     pub given_name: Option<String>,
+    #[sqlx(default)]
     pub surname: Option<String>,
     pub display_name: String,
+    #[sqlx(default)]
     pub job_title: Option<String>,
     pub department: Option<String>,
     pub account_enabled: i64,
+    #[sqlx(default)]
     pub custom_attributes: String,
     pub managed_apple_id: Option<String>,
+    #[sqlx(default)]
     pub first_seen_at: i64,
     pub last_changed_at: i64,
+    #[sqlx(default)]
     pub last_seen_at: i64,
     pub not_synced_at: Option<i64>,
+    #[sqlx(default)]
     pub not_synced_reason: Option<String>,
     pub upn_lower: String,
     pub display_name_lower: String,
@@ -869,12 +879,28 @@ const USER_COLS: &str = "id, source, external_id, upn, mail, given_name, surname
      account_enabled, custom_attributes, managed_apple_id, first_seen_at, last_changed_at, last_seen_at, \
      not_synced_at, not_synced_reason, upn_lower, display_name_lower";
 
+/// What the Users page shows of each row (its table, status and next-page cursor).
+const LISTED_USER_COLS: &str = "id, source, upn, mail, display_name, department, account_enabled, managed_apple_id, \
+     last_changed_at, not_synced_at, upn_lower, display_name_lower";
+
+/// Which columns [`list_users_page`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCols {
+    /// Every field of [`UserRow`] (the CSV export).
+    All,
+    /// Only what the Users page shows (`LISTED_USER_COLS`): every value read is copied once more between
+    /// SQLite's thread and the request's, which made the eight unused columns a tenth of a page view's CPU
+    /// (docs/benchmarks.md).
+    Listed,
+}
+
 /// One page of users matching `q`, after `cursor`, in the query's order.
 pub async fn list_users_page(
     db: &crate::db::Db,
     query: &UserQuery,
     cursor: Option<&UserCursor>,
     limit: i64,
+    cols: UserCols,
 ) -> sqlx::Result<Vec<UserRow>> {
     let mut clauses: Vec<String> = vec!["deleted_at IS NULL".into()];
     let mut args: Vec<Arg> = Vec::new();
@@ -950,7 +976,11 @@ pub async fn list_users_page(
     }
     let lim = next(&mut args, Arg::Int(limit));
     let sql = format!(
-        "{with}SELECT {USER_COLS} FROM {from} WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {lim}",
+        "{with}SELECT {} FROM {from} WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {lim}",
+        match cols {
+            UserCols::All => USER_COLS,
+            UserCols::Listed => LISTED_USER_COLS,
+        },
         clauses.join(" AND ")
     );
     let mut q = sqlx::query_as::<_, UserRow>(&sql);

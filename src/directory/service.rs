@@ -288,7 +288,8 @@ pub async fn all_user_ids(db: &Db, query: &UserQuery) -> anyhow::Result<Vec<Stri
     let mut ids = Vec::new();
     let mut cursor = None;
     loop {
-        let rows = repo::list_users_page(db, query, cursor.as_ref(), 1000).await?;
+        let rows =
+            repo::list_users_page(db, query, cursor.as_ref(), 1000, repo::UserCols::Listed).await?;
         let Some(last) = rows.last() else { break };
         cursor = Some(repo::cursor_of(last, query.sort));
         let n = rows.len();

@@ -53,14 +53,7 @@ async fn show_identity(
     session: Session,
     admin: AdminSession,
 ) -> AppResult<HttpResponse> {
-    let ctx = PageCtx::admin(
-        &state,
-        &session,
-        &admin,
-        Section::Identity,
-        "Admin > Identity",
-    )
-    .await?;
+    let ctx = PageCtx::admin(&session, &admin, Section::Identity, "Admin > Identity")?;
     let page = IdentityPage::build(&state, ctx).await?;
     render(&page, StatusCode::OK)
 }
@@ -73,13 +66,11 @@ async fn entra_page(
     errors: FieldErrors,
 ) -> AppResult<EntraIdpPage> {
     let ctx = PageCtx::admin(
-        state,
         session,
         admin,
         Section::Identity,
         "Admin > Identity > Entra ID",
-    )
-    .await?;
+    )?;
     Ok(EntraIdpPage::build(state, ctx, form, errors).await?)
 }
 
@@ -133,7 +124,7 @@ async fn saml_page(
     errors: FieldErrors,
 ) -> AppResult<SamlIdpPage> {
     let title = format!("Admin > Identity > {}", kind.setup_title());
-    let ctx = PageCtx::admin(state, session, admin, Section::Identity, &title).await?;
+    let ctx = PageCtx::admin(session, admin, Section::Identity, &title)?;
     Ok(SamlIdpPage::build(state, ctx, kind, form, errors).await?)
 }
 
@@ -423,13 +414,11 @@ async fn show_test_result(
         })
         .ok_or(AppError::NotFound)?;
     let ctx = PageCtx::admin(
-        &state,
         &session,
         &admin,
         Section::Identity,
         "Admin > Identity > Test sign-in",
-    )
-    .await?;
+    )?;
     let page = TestResultPage::build(&state, ctx, &row).await?;
     render(&page, StatusCode::OK)
 }

@@ -54,14 +54,7 @@ async fn page(
     errors: FieldErrors,
     preview_user: &str,
 ) -> AppResult<InvitationsPage> {
-    let ctx = PageCtx::admin(
-        state,
-        session,
-        admin,
-        Section::Invitations,
-        "Admin > Invitations",
-    )
-    .await?;
+    let ctx = PageCtx::admin(session, admin, Section::Invitations, "Admin > Invitations")?;
     let stored = service::settings(&state.db).await?;
     let form = form.unwrap_or_else(|| TemplateForm::from(&stored));
     let preview = preview_for(state, &stored, preview_user).await?;

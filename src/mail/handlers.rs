@@ -38,7 +38,7 @@ async fn page(
     let has_password = stored.as_ref().is_some_and(|s| s.password_sealed.is_some());
     let now = state.clock.now_ms();
     let outbox = OutboxView::new(service::summary(&state.db, now).await?, now);
-    let ctx = PageCtx::admin(state, session, admin, Section::Mail, TITLE).await?;
+    let ctx = PageCtx::admin(session, admin, Section::Mail, TITLE)?;
     Ok(MailSettingsPage::new(
         ctx,
         form,

@@ -128,13 +128,11 @@ async fn list_notifications(
     let items: Vec<NotificationItem> = rows.iter().map(NotificationItem::from).collect();
     let page = NotificationsPage {
         ctx: PageCtx::admin(
-            &state,
             &session,
             &admin,
             Section::Notifications,
             "Admin > Notifications",
-        )
-        .await?,
+        )?,
         any_unread: items.iter().any(|i| i.unread),
         items,
         statuses,

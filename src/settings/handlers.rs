@@ -37,7 +37,7 @@ async fn page(
     let has_secret = stored
         .as_ref()
         .is_some_and(|s| s.client_secret_sealed.is_some());
-    let ctx = PageCtx::admin(state, session, admin, Section::EntraUserSource, TITLE).await?;
+    let ctx = PageCtx::admin(session, admin, Section::EntraUserSource, TITLE)?;
     Ok(UserSourcePage::new(
         ctx, form, errors, rows, has_secret, test,
     ))

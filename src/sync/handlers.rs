@@ -139,13 +139,11 @@ async fn show_sync(
         .map(|r| RunView::new(r, now));
     let page = SyncPage {
         ctx: PageCtx::admin(
-            &state,
             &session,
             &admin,
             Section::Sync,
             "Admin > Microsoft Azure > Sync",
-        )
-        .await?,
+        )?,
         configured: source.is_some(),
         enabled: source.as_ref().is_some_and(|s| s.settings.enabled),
         requested: source

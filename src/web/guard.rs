@@ -23,6 +23,8 @@ pub const ADMIN_KEY: &str = "admin_id";
 pub struct AdminSession {
     pub id: String,
     pub username: String,
+    /// Unread open notifications when the request arrived, for the header badge.
+    pub unread_notifications: i64,
 }
 
 impl FromRequest for AdminSession {
@@ -56,11 +58,12 @@ pub async fn require_admin(
     let admin_id = session.get::<String>(ADMIN_KEY).ok().flatten();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     if let (Some(id), Some(state)) = (admin_id, state) {
-        match auth::repo::find_admin(&state.db.pool, &id).await {
-            Ok(Some(admin)) if !admin.disabled => {
+        match auth::repo::find_admin_with_unread(&state.db.pool, &id).await {
+            Ok(Some((admin, unread))) if !admin.disabled => {
                 req.extensions_mut().insert(AdminSession {
                     id: admin.id,
                     username: admin.username,
+                    unread_notifications: unread,
                 });
                 return next
                     .call(req)

@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult};
 
 use crate::web::flash::{self, Flash};
 use crate::web::guard::AdminSession;
-use crate::web::{AppState, assets, csrf};
+use crate::web::{assets, csrf};
 
 /// A navigation section. Only sections that exist are listed in [`NAV`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +93,7 @@ pub struct PageCtx {
 
 impl PageCtx {
     /// A page for a signed-in admin.
-    pub async fn admin(
-        state: &AppState,
+    pub fn admin(
         session: &Session,
         admin: &AdminSession,
         section: Section,
@@ -102,7 +101,7 @@ impl PageCtx {
     ) -> anyhow::Result<Self> {
         let mut ctx = Self::public(session, title)?;
         ctx.admin_name = Some(admin.username.clone());
-        ctx.open_notifications = crate::notifications::repo::count_unread(&state.db.pool).await?;
+        ctx.open_notifications = admin.unread_notifications;
         let mut last_group = "";
         ctx.nav = NAV
             .iter()
