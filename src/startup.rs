@@ -68,7 +68,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         settings.validate()?;
         tracing::info!(settings = ?settings, "Configuration loaded.");
-        let db = Db::connect(&settings.database_url()).await?;
+        let db = Db::connect_mapped(&settings.database_url()).await?;
         tracing::info!(backend = db.backend.name(), "Connected to the database.");
         db.migrate().await?;
         tracing::info!("Database migrations applied.");

@@ -60,6 +60,8 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// `PRAGMA mmap_size` of the pooled SQLite connections (0: no memory map).
+    mmap_bytes: i64,
     memo: Arc<Memo>,
 }
 
@@ -86,8 +88,24 @@ fn install_drivers() {
 }
 
 impl Db {
-    /// Connects, creating the SQLite file and its folder when missing.
+    /// Connects, creating the SQLite file and its folder when missing. SQLite reads through each connection's
+    /// page cache; for the web server, see [`Db::connect_mapped`].
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, 0).await
+    }
+
+    /// Connects like [`Db::connect`], with SQLite connections that read the file through a memory map
+    /// (`SQLITE_MMAP_BYTES`), for the web server. Page views on SQLite read scattered rows (a search's
+    /// matches, a filter's walk along the sort index): through the pool's eight separate 8 MiB caches most of
+    /// those reads were misses, each a `pread` and a copy, while a map shares the operating system's cache
+    /// among the connections. Measured at 100,000 users with 64 connections: search 181 → 656 req/s, filter
+    /// 784 → 1,551 (docs/benchmarks.md). The mapped pages count in the process's resident size (they are the
+    /// file's cache, shared and reclaimable); the command-line sync keeps reading without a map.
+    pub async fn connect_mapped(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, SQLITE_MMAP_BYTES).await
+    }
+
+    async fn connect_with(url: &str, mmap_bytes: i64) -> anyhow::Result<Self> {
         install_drivers();
         let backend = Backend::from_url(url)?;
         let redacted = crate::config::redact_url(url);
@@ -116,7 +134,7 @@ impl Db {
                         )
                         .await?;
                         set_page_cache(conn, SQLITE_CACHE_KIB).await?;
-                        set_mmap(conn, SQLITE_MMAP_BYTES).await?;
+                        set_mmap(conn, mmap_bytes).await?;
                     }
                     Ok(())
                 })
@@ -127,6 +145,7 @@ impl Db {
         Ok(Self {
             pool,
             backend,
+            mmap_bytes,
             memo: Arc::default(),
         })
     }
@@ -281,7 +300,7 @@ async fn set_page_cache(conn: &mut sqlx::AnyConnection, kib: i64) -> sqlx::Resul
     Ok(())
 }
 
-/// How much of the SQLite file a pooled connection reads through a memory map (`PRAGMA mmap_size`).
+/// How much of the SQLite file a connection of [`Db::connect_mapped`] reads through a memory map.
 pub const SQLITE_MMAP_BYTES: i64 = 1 << 30;
 
 /// Sets a connection's memory map size (SQLite only; 0 turns it off and unmaps).
@@ -293,27 +312,41 @@ async fn set_mmap(conn: &mut sqlx::AnyConnection, bytes: i64) -> sqlx::Result<()
     Ok(())
 }
 
-/// Tunes the connection a sync round writes through, on SQLite (nothing on PostgreSQL), and back when
-/// `bulk` is false. A full round inserts into about ten indexes per user on random keys, so every commit
-/// rewrites most index pages; measured at 100,000 users (docs/benchmarks.md): with the pool's cache,
-/// index pages were read back from the file for every batch, and with SQLite's checkpoint every 4 MB of
-/// WAL, the database file was rewritten (and flushed) about as often as the WAL. In bulk mode the
-/// connection keeps a 48 MiB cache and checkpoints every 64 MiB of WAL; the WAL file is then up to that
-/// size until the next checkpoint truncates it back.
-pub async fn bulk_writes(conn: &mut sqlx::AnyConnection, bulk: bool) -> sqlx::Result<()> {
-    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        return Ok(());
+/// How a connection that a sync round writes through is set up, on SQLite (nothing on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuning {
+    /// As the pool's other connections are.
+    Pooled,
+    /// A round's writes. A full round inserts into about ten indexes per user on random keys, so every commit
+    /// rewrites most index pages; measured at 100,000 users (docs/benchmarks.md): with the pool's cache,
+    /// index pages were read back from the file for every batch, and with SQLite's checkpoint every 4 MB of
+    /// WAL, the database file was rewritten (and flushed) about as often as the WAL. So the connection keeps
+    /// a 48 MiB cache and checkpoints every 64 MiB of WAL (the WAL file is then up to that size until the next
+    /// checkpoint truncates it back), and reads without a memory map, which would map the whole file into
+    /// the round's memory.
+    BulkWrite,
+    /// Building indexes after a first import: SQLite sorts each index in up to a page cache's worth of memory,
+    /// so the pool's cache (with the round's 48 MiB the process passed 150 MB at 100,000 users), and no map.
+    IndexBuild,
+}
+
+impl Db {
+    /// Sets up `conn` (one of this pool's) for `tuning`; see [`Tuning`].
+    pub async fn tune(&self, conn: &mut sqlx::AnyConnection, tuning: Tuning) -> sqlx::Result<()> {
+        if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            return Ok(());
+        }
+        let (cache_kib, mmap, checkpoint_pages) = match tuning {
+            Tuning::Pooled => (SQLITE_CACHE_KIB, self.mmap_bytes, 1000),
+            Tuning::BulkWrite => (48 * 1024, 0, 16384),
+            Tuning::IndexBuild => (SQLITE_CACHE_KIB, 0, 1000),
+        };
+        set_mmap(conn, mmap).await?;
+        set_page_cache(conn, cache_kib).await?;
+        conn.execute(format!("PRAGMA wal_autocheckpoint = {checkpoint_pages}").as_str())
+            .await?;
+        Ok(())
     }
-    if bulk {
-        set_mmap(conn, 0).await?;
-        set_page_cache(conn, 48 * 1024).await?;
-        conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
-    } else {
-        set_page_cache(conn, SQLITE_CACHE_KIB).await?;
-        set_mmap(conn, SQLITE_MMAP_BYTES).await?;
-        conn.execute("PRAGMA wal_autocheckpoint = 1000").await?;
-    }
-    Ok(())
 }
 
 /// Lets the current transaction commit without waiting for its WAL flush on PostgreSQL

@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Millis, SharedClock, format_ms};
-use crate::db::Db;
 use crate::db::ids::new_id;
+use crate::db::{Db, Tuning};
 use crate::directory::model::{GroupRecord, MemberKind, UserRecord};
 use crate::directory::repo as dir;
 use crate::secrets::MasterKey;
@@ -584,7 +584,7 @@ async fn run_plan(
     // Every write of the round goes through one connection: the pool hands its connections out in turn,
     // and on SQLite each one's page cache went cold after another had written (docs/benchmarks.md).
     let mut writer = deps.db.pool.acquire().await?;
-    crate::db::bulk_writes(&mut writer, true).await?;
+    deps.db.tune(&mut writer, Tuning::BulkWrite).await?;
     restore_indexes(&mut writer, "a first import was interrupted").await?;
     let mut result = write_round(deps, &mut writer, client, source, run_id, plan, select, c).await;
     // A first import that failed midway leaves no index behind it dropped.
@@ -592,7 +592,7 @@ async fn run_plan(
         result = result.and(Err(e));
     }
     // The connection goes back to the pool as the pool's others are (or is closed).
-    if let Err(e) = crate::db::bulk_writes(&mut writer, false).await {
+    if let Err(e) = deps.db.tune(&mut writer, Tuning::Pooled).await {
         tracing::warn!(error = %e, "Could not reset the sync connection's settings.");
         writer.close_on_drop();
     }
@@ -671,12 +671,10 @@ async fn write_round(
         c,
     )
     .await?;
-    // SQLite sorts each index build in up to a page cache's worth of memory: with the round's 48 MiB cache on
-    // top, the process passed 150 MB at 100,000 users, so the builds run with the pool's cache.
     if first_import {
-        crate::db::bulk_writes(writer, false).await?;
+        deps.db.tune(writer, Tuning::IndexBuild).await?;
         restore_indexes(writer, "first import loaded").await?;
-        crate::db::bulk_writes(writer, true).await?;
+        deps.db.tune(writer, Tuning::BulkWrite).await?;
     }
     finish(
         deps,
