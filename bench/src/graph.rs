@@ -144,6 +144,25 @@ impl Tenant {
         }))
     }
 
+    /// Bare paging of a delta round: the users then the groups delta link a full round stored, each page
+    /// parsed and dropped, as `baseline_once` does. Paging a link changes nothing in the emulator.
+    pub async fn delta_paging(&self, users_link: &str, groups_link: &str) -> anyhow::Result<Value> {
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        let token = self.token(&http).await?;
+        let (up, uo, ub) = self.page_all(&http, &token, users_link.to_owned()).await?;
+        let users_s = start.elapsed().as_secs_f64();
+        let (gp, go, gb) = self.page_all(&http, &token, groups_link.to_owned()).await?;
+        let total = start.elapsed().as_secs_f64();
+        Ok(json!({
+            "seconds": total,
+            "users_seconds": users_s,
+            "groups_seconds": total - users_s,
+            "user_pages": up, "users": uo, "user_bytes": ub,
+            "group_pages": gp, "groups": go, "group_bytes": gb,
+        }))
+    }
+
     pub async fn truth(&self) -> anyhow::Result<Truth> {
         Ok(self
             .http

@@ -320,6 +320,20 @@ async fn baseline(tenant: &Tenant, runs: usize) -> anyhow::Result<Value> {
     }))
 }
 
+/// The delta links the last full round stored (users, groups).
+async fn delta_links(db_url: &str) -> anyhow::Result<(String, String)> {
+    let db = roster::db::Db::connect(db_url).await?;
+    let (users, groups): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT users_delta_link, groups_delta_link FROM user_sources")
+            .fetch_one(&db.pool)
+            .await?;
+    db.close().await;
+    Ok((
+        users.context("no users delta link stored")?,
+        groups.context("no groups delta link stored")?,
+    ))
+}
+
 /// The deep-page cursor: the row at 90 % of the default (UPN) order, as the page's `after=` link carries it.
 /// Seconds the last sync round took inside the process (its `sync_runs` row: started → finished), i.e.
 /// without process start, connecting and the migration check, which the `roster serve` worker never pays.
@@ -451,6 +465,8 @@ async fn database_suite(
     say(&format!(
         "{backend}: delta round after {users_changed} user and {members_changed} membership changes"
     ));
+    let (users_link, groups_link) = delta_links(&inst.db_url).await?;
+    let delta_paging = tenant.delta_paging(&users_link, &groups_link).await?;
     let mut delta = inst.sync_once("delta", tenant)?;
     let delta_s = delta["seconds"].as_f64().unwrap_or(f64::NAN);
     delta["users_changed"] = json!(users_changed);
@@ -459,6 +475,9 @@ async fn database_suite(
     let delta_round_s = last_round_seconds(&inst.db_url).await?;
     delta["round_seconds"] = json!(delta_round_s);
     delta["round_ratio_to_full"] = json!(delta_round_s / full_round_s);
+    delta["round_ratio_to_paging"] =
+        json!(delta_round_s / delta_paging["seconds"].as_f64().unwrap_or(f64::NAN));
+    delta["bare_paging"] = delta_paging;
 
     let pages = if a.runs("pages") {
         directory_pages(&inst, a, tenant, &prefix).await?

@@ -209,6 +209,22 @@ pub fn markdown(r: &Value, notes: &str) -> String {
             verdict(rr, |x| x <= 0.05),
         );
         tb.row(
+            &format!(
+                "Bare paging of the same delta links (users {} s, groups {} s; a minimal client as in §1)",
+                fmt(num(dl, "bare_paging.users_seconds"), 2),
+                fmt(num(dl, "bare_paging.groups_seconds"), 2)
+            ),
+            format!("{} s", fmt(num(dl, "bare_paging.seconds"), 2)),
+            "—",
+            "",
+        );
+        tb.row(
+            "Delta round in-round ÷ bare paging of its delta links",
+            format!("{} ×", fmt(num(dl, "round_ratio_to_paging"), 2)),
+            "—",
+            "",
+        );
+        tb.row(
             "Delta round, peak RSS",
             format!("{} MiB", fmt(num(dl, "peak_rss_mib"), 1)),
             "—",

@@ -649,6 +649,8 @@ async fn write_round(
     if first_import {
         dir::drop_bulk_load_indexes(writer).await?;
     }
+    // One feed after the other: fetching the groups during the users' writes gained nothing measurable (a
+    // delta round's group pages arrive in milliseconds) and took a full round's memory past 140 MiB.
     let users_delta = follow(
         deps,
         writer,
@@ -667,7 +669,7 @@ async fn write_round(
         source,
         run_id,
         groups_url,
-        PageKind::Groups,
+        PageKind::Groups { full },
         c,
     )
     .await?;
@@ -709,7 +711,10 @@ const BATCH_OBJECTS: usize = 5_000;
 #[derive(Clone, Copy)]
 enum PageKind {
     Users,
-    Groups,
+    /// `full`: the round is a full round (every group seen is marked seen, changed or not).
+    Groups {
+        full: bool,
+    },
 }
 
 /// Objects on a page, as counted for `BATCH_OBJECTS`.
@@ -729,10 +734,8 @@ fn objects_on(page: &Value) -> usize {
         })
 }
 
-/// Follows pages from `url` to the delta link and writes them; returns the delta link. One future fetches
-/// pages in order into a queue (at most `READ_AHEAD_OBJECTS` objects not yet written) while the writer
-/// takes whatever has arrived (up to `BATCH_OBJECTS` objects) and writes it in one transaction; no
-/// transaction waits on the network.
+/// Follows one feed from `url` to its delta link: fetches pages ahead while writing what has arrived.
+/// Returns the delta link.
 #[expect(
     clippy::too_many_arguments,
     reason = "the round's pieces, each used once"
@@ -747,67 +750,90 @@ async fn follow(
     kind: PageKind,
     c: &mut Counters,
 ) -> Result<Option<String>, SyncError> {
-    type Fetched = Result<(Value, tokio::sync::OwnedSemaphorePermit), SyncError>;
-    // Each fetched page holds permits for its objects until it is written.
-    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_OBJECTS));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
-    let fetcher = async move {
-        let mut url = Some(url);
-        while let Some(u) = url.take() {
-            let page = match fetch(deps, client, &u).await {
-                Ok(p) => {
-                    url = next_or_delta(&p).0;
-                    let n = objects_on(&p).clamp(1, READ_AHEAD_OBJECTS);
-                    let Ok(permit) = budget
-                        .clone()
-                        .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
-                        .await
-                    else {
-                        return;
-                    };
-                    Ok((p, permit))
-                }
-                Err(e) => Err(e),
-            };
-            // The writer stopped (it failed): stop fetching.
-            if tx.send(page).is_err() {
-                return;
-            }
-        }
-    };
-    let writes = async move {
-        let mut delta = None;
-        while let Some(first) = rx.recv().await {
-            let (first, permit) = first?;
-            let mut objects = objects_on(&first);
-            let mut batch = vec![first];
-            let mut permits = vec![permit];
-            while objects < BATCH_OBJECTS
-                && let Ok(more) = rx.try_recv()
-            {
-                let (more, permit) = more?;
-                objects += objects_on(&more);
-                batch.push(more);
-                permits.push(permit);
-            }
-            if let Some((None, d)) = batch.last().map(next_or_delta) {
-                delta = d;
-            }
-            match kind {
-                PageKind::Users => {
-                    write_user_pages(deps, writer, source, run_id, &batch, c).await?
-                }
-                PageKind::Groups => {
-                    write_group_pages(deps, writer, source, run_id, &batch, c).await?;
-                }
-            }
-            drop(batch);
-            drop(permits);
-        }
-        Ok(delta)
-    };
-    let ((), delta) = tokio::join!(fetcher, writes);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ((), delta) = tokio::join!(
+        fetch_pages(deps, client, url, tx),
+        write_pages(deps, writer, source, run_id, rx, kind, c)
+    );
     delta
+}
+
+/// A fetched page with the read-ahead permits of its objects (released once it is written), or why the feed
+/// stopped.
+type Fetched = Result<(Value, tokio::sync::OwnedSemaphorePermit), SyncError>;
+
+/// Fetches pages from `url` to the delta link, in order, into `tx`, never more than `READ_AHEAD_OBJECTS`
+/// objects ahead of their writer (a page bigger than that is still fetched, alone). Stops after an error
+/// (sent on), or when the writer is gone.
+async fn fetch_pages(
+    deps: &RoundDeps<'_>,
+    client: &GraphClient,
+    url: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Fetched>,
+) {
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_OBJECTS));
+    let mut url = Some(url);
+    while let Some(u) = url.take() {
+        let page = match fetch(deps, client, &u).await {
+            Ok(p) => {
+                url = next_or_delta(&p).0;
+                let n = objects_on(&p).clamp(1, READ_AHEAD_OBJECTS);
+                // The writer drops unwritten pages when it stops, which returns their permits.
+                let Ok(permit) = budget
+                    .clone()
+                    .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+                    .await
+                else {
+                    return;
+                };
+                Ok((p, permit))
+            }
+            Err(e) => Err(e),
+        };
+        if tx.send(page).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes the pages of one feed as they arrive: whatever has arrived, up to `BATCH_OBJECTS` objects, in one
+/// transaction, so no transaction waits on the network. Returns the feed's delta link.
+async fn write_pages(
+    deps: &RoundDeps<'_>,
+    writer: &mut Writer,
+    source: &StoredSource,
+    run_id: &str,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Fetched>,
+    kind: PageKind,
+    c: &mut Counters,
+) -> Result<Option<String>, SyncError> {
+    let mut delta = None;
+    while let Some(first) = rx.recv().await {
+        let (first, permit) = first?;
+        let mut objects = objects_on(&first);
+        let mut batch = vec![first];
+        let mut permits = vec![permit];
+        while objects < BATCH_OBJECTS
+            && let Ok(more) = rx.try_recv()
+        {
+            let (more, permit) = more?;
+            objects += objects_on(&more);
+            batch.push(more);
+            permits.push(permit);
+        }
+        if let Some((None, d)) = batch.last().map(next_or_delta) {
+            delta = d;
+        }
+        match kind {
+            PageKind::Users => write_user_pages(deps, writer, source, run_id, &batch, c).await?,
+            PageKind::Groups { full } => {
+                write_group_pages(deps, writer, source, run_id, &batch, full, c).await?;
+            }
+        }
+        drop(batch);
+        drop(permits);
+    }
+    Ok(delta)
 }
 
 /// Writes pages of users in one transaction.
@@ -828,7 +854,13 @@ async fn write_user_pages(
         added += write_user_page(deps, &mut tx, source, run_id, page, now, c).await?;
     }
     repo::update_progress(&mut *tx, run_id, "users", c, now).await?;
+    let t = std::time::Instant::now();
     tx.commit().await?;
+    tracing::debug!(
+        pages = pages.len(),
+        commit_ms = t.elapsed().as_millis(),
+        "Users batch written."
+    );
     if added > 0 {
         db.forget(dir::USER_TOTAL);
     }
@@ -914,16 +946,23 @@ async fn write_group_pages(
     source: &StoredSource,
     run_id: &str,
     pages: &[Value],
+    full: bool,
     c: &mut Counters,
 ) -> Result<(), SyncError> {
     let now = deps.clock.now_ms();
     let mut tx = deps.db.begin_on(writer).await?;
     crate::db::relax_commit(&mut tx).await?;
     for page in pages {
-        write_group_page(&mut tx, source, run_id, page, now, c).await?;
+        write_group_page(&mut tx, source, run_id, page, now, full, c).await?;
     }
     repo::update_progress(&mut *tx, run_id, "groups", c, now).await?;
+    let t = std::time::Instant::now();
     tx.commit().await?;
+    tracing::debug!(
+        pages = pages.len(),
+        commit_ms = t.elapsed().as_millis(),
+        "Groups batch written."
+    );
     Ok(())
 }
 
@@ -934,10 +973,11 @@ async fn write_group_page(
     run_id: &str,
     page: &Value,
     now: Millis,
+    full: bool,
     c: &mut Counters,
 ) -> Result<(), SyncError> {
     let parsed = parse_group_page(items(page)?);
-    let up = dir::upsert_groups(&mut *tx, &source.id, run_id, now, &parsed.records).await?;
+    let up = dir::upsert_groups(&mut *tx, &source.id, run_id, now, &parsed.records, full).await?;
     for (reason, ids) in group_by_reason(&parsed.removed) {
         c.groups_not_synced +=
             dir::mark_groups_removed(&mut *tx, &source.id, &ids, reason, now).await?;
