@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-scripts/apt-ensure.sh time
+scripts/apt-ensure.sh time wrk
 cargo build --release --locked --workspace --bins
 
 pg=${BENCH_POSTGRES_URL:-${ROSTER_TEST_POSTGRES_URL:-}}

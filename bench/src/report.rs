@@ -242,7 +242,7 @@ pub fn markdown(r: &Value, notes: &str) -> String {
             let rps = num(sc, "req_per_s");
             tb.row(
                 &format!(
-                    "{label}: p50 / p99 at {} connections",
+                    "{label}: p50 / p99 at {} connections (`wrk -t1`)",
                     r["load"]["connections"]
                 ),
                 format!("{} / {} ms", fmt(num(sc, "p50_ms"), 1), fmt(p99, 1)),
