@@ -401,9 +401,11 @@ async fn directory_pages(
         out.insert((*name).to_owned(), v);
     }
     let rss = procs::vm_hwm_mib(serve.pid());
+    let memory = procs::memory_now_mib(serve.pid());
     serve.stop(Duration::from_secs(15));
     let mut v = Value::Object(out);
     v["serve_peak_rss_mib"] = json!(rss.map(|r| r.0));
+    v["serve_memory_now"] = json!(memory);
     Ok(v)
 }
 

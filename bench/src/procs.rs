@@ -112,6 +112,24 @@ pub fn vm_hwm_mib(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// A live process's memory now, in MiB: resident anonymous memory, resident file-backed pages, and its
+/// proportional set size (`/proc/PID/status`, `/proc/PID/smaps_rollup`). SQLite connections of
+/// `roster serve` each map the database file, and RSS counts a file page once per mapping that touched it;
+/// PSS counts it once.
+pub fn memory_now_mib(pid: u32) -> Option<Value> {
+    let read = |path: &str, name: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{path}")).ok()?;
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some(json!({
+        "rss_anon_mib": read("status", "RssAnon:")?,
+        "rss_file_mib": read("status", "RssFile:")?,
+        "pss_mib": read("smaps_rollup", "Pss:")?,
+    }))
+}
+
 /// User + system CPU seconds a live process has used so far.
 pub fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

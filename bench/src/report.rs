@@ -268,6 +268,18 @@ pub fn markdown(r: &Value, notes: &str) -> String {
             "—",
             "",
         );
+        tb.row(
+            "… then: anonymous / file-backed resident (SQLite's memory maps, counted once per connection that \
+             touched a page) / proportional set size",
+            format!(
+                "{} / {} / {} MiB",
+                fmt(num(p, "serve_memory_now.rss_anon_mib"), 1),
+                fmt(num(p, "serve_memory_now.rss_file_mib"), 1),
+                fmt(num(p, "serve_memory_now.pss_mib"), 1)
+            ),
+            "—",
+            "",
+        );
         let _ = writeln!(s, "{}", tb.0);
         let _ = writeln!(
             s,

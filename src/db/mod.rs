@@ -123,7 +123,10 @@ impl Db {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
+            // sqlx pings a connection before handing it out; a SQLite connection is a file handle that cannot
+            // go stale, and the ping was one more hand-off to its thread per query. PostgreSQL keeps it: a
+            // server restart leaves broken connections in the pool.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
