@@ -538,3 +538,71 @@ async fn a_dropped_attribute_is_reported_and_clears_when_it_comes_back() {
     assert!(last_run(&app).await.1.contains("daily"));
     assert_matches_truth(&app, &emu).await;
 }
+
+/// A delta round rewrites only the groups whose properties changed: a group that a group delta returns for its
+/// members alone keeps its row (only a full round stamps every group it sees, to find those Entra ID no longer
+/// returns), and the next full round still finds every group present.
+#[tokio::test]
+async fn a_delta_round_rewrites_only_the_groups_that_changed() {
+    let (app, emu) = app_with_tenant(40, 4, 60).await;
+    let full = round(&app).await.unwrap();
+    assert_eq!(full.kind, "full");
+    let t = emu.truth();
+    let (members_only, renamed) = (t.groups[1].id.clone(), t.groups[2].id.clone());
+    let newcomer = t
+        .users
+        .iter()
+        .find(|u| {
+            !t.memberships
+                .iter()
+                .any(|(g, _, m)| *g == members_only && *m == u.id)
+        })
+        .unwrap()
+        .id
+        .clone();
+    emu.mutate(Mutation::AddMember {
+        group_id: members_only.clone(),
+        kind: MemberKind::User,
+        member_id: newcomer,
+    });
+    emu.mutate(Mutation::UpdateGroup {
+        id: renamed.clone(),
+        patch: serde_json::json!({"displayName": "Renamed Group"}),
+    });
+    let stamp = |id: String| {
+        let pool = app.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT last_seen_run FROM directory_groups WHERE external_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    let delta = round(&app).await.unwrap();
+    assert_eq!(delta.kind, "delta");
+    assert!(
+        delta.counters.groups_seen >= 2,
+        "both groups come back in the delta: {:?}",
+        delta.counters
+    );
+    assert_eq!(delta.counters.groups_updated, 1, "{:?}", delta.counters);
+    assert_eq!(delta.counters.memberships_added, 1, "{:?}", delta.counters);
+    assert_eq!(stamp(members_only.clone()).await, Some(full.run_id.clone()));
+    assert_eq!(stamp(renamed.clone()).await, Some(delta.run_id.clone()));
+    assert_matches_truth(&app, &emu).await;
+
+    sqlx::query("UPDATE user_sources SET users_delta_link = NULL, groups_delta_link = NULL")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let again = round(&app).await.unwrap();
+    assert_eq!(again.kind, "full");
+    assert_eq!(again.counters.groups_not_synced, 0, "{:?}", again.counters);
+    assert_eq!(stamp(members_only).await, Some(again.run_id.clone()));
+    assert_eq!(stamp(renamed).await, Some(again.run_id));
+    assert_matches_truth(&app, &emu).await;
+}
