@@ -117,42 +117,39 @@ impl Tenant {
     /// One bare paging round: `/users?$top=999` then the groups delta with members. With `users_delta`,
     /// the users part pages `/users/delta` (the emulator's delta page size, as Roster's sync does).
     pub async fn baseline_once(&self, users_delta: bool) -> anyhow::Result<Value> {
-        let http = reqwest::Client::new();
-        let start = Instant::now();
-        let token = self.token(&http).await?;
         let select = Self::user_select();
         let users_url = if users_delta {
             format!("{}/v1.0/users/delta?$select={select}", self.base)
         } else {
             format!("{}/v1.0/users?$top=999&$select={select}", self.base)
         };
-        let (up, uo, ub) = self.page_all(&http, &token, users_url).await?;
-        let users_s = start.elapsed().as_secs_f64();
         let groups_url = format!(
             "{}/v1.0/groups/delta?$select={}",
             self.base,
             roster::sync::service::GROUP_SELECT
         );
-        let (gp, go, gb) = self.page_all(&http, &token, groups_url).await?;
-        let total = start.elapsed().as_secs_f64();
-        Ok(json!({
-            "seconds": total,
-            "users_seconds": users_s,
-            "groups_seconds": total - users_s,
-            "user_pages": up, "users": uo, "user_bytes": ub,
-            "group_pages": gp, "groups": go, "group_bytes": gb,
-        }))
+        self.page_users_then_groups(users_url, groups_url).await
     }
 
     /// Bare paging of a delta round: the users then the groups delta link a full round stored, each page
     /// parsed and dropped, as `baseline_once` does. Paging a link changes nothing in the emulator.
     pub async fn delta_paging(&self, users_link: &str, groups_link: &str) -> anyhow::Result<Value> {
+        self.page_users_then_groups(users_link.to_owned(), groups_link.to_owned())
+            .await
+    }
+
+    /// Pages `users_url` then `groups_url` to their ends with one client (token included in the time).
+    async fn page_users_then_groups(
+        &self,
+        users_url: String,
+        groups_url: String,
+    ) -> anyhow::Result<Value> {
         let http = reqwest::Client::new();
         let start = Instant::now();
         let token = self.token(&http).await?;
-        let (up, uo, ub) = self.page_all(&http, &token, users_link.to_owned()).await?;
+        let (up, uo, ub) = self.page_all(&http, &token, users_url).await?;
         let users_s = start.elapsed().as_secs_f64();
-        let (gp, go, gb) = self.page_all(&http, &token, groups_link.to_owned()).await?;
+        let (gp, go, gb) = self.page_all(&http, &token, groups_url).await?;
         let total = start.elapsed().as_secs_f64();
         Ok(json!({
             "seconds": total,
