@@ -65,20 +65,27 @@ pub struct Db {
     memo: Arc<Memo>,
 }
 
-/// How long a memoised count may be shown after another process changed what it counts.
+/// How long a memoised value may be shown after another process changed what it was read from.
 pub const MEMO_TTL: Duration = Duration::from_secs(2);
 
-/// Counts over whole tables that busy pages show (the Users page's total: a 1.5 ms index walk on SQLite
-/// and more on PostgreSQL at 100,000 users, on every request). An entry lives at most `MEMO_TTL`, and this
-/// process forgets it as soon as it changes what it counts (`Db::forget`).
-#[derive(Debug, Default)]
+/// Values that busy pages read on every request and that rarely change: the Users page's total (a 1.5 ms
+/// index walk on SQLite and more on PostgreSQL at 100,000 users) and its custom attribute names (one more
+/// statement per page view). An entry lives at most `MEMO_TTL`, and this process forgets it as soon as it
+/// changes what it was read from (`Db::forget`).
+#[derive(Default)]
 struct Memo(Mutex<MemoState>);
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+#[derive(Default)]
 struct MemoState {
-    /// Bumped by every `forget`: a count that started before one is not remembered.
+    /// Bumped by every `forget`: a value read before one is not remembered.
     generation: u64,
-    counts: HashMap<&'static str, (Instant, i64)>,
+    values: HashMap<&'static str, (Instant, Arc<dyn std::any::Any + Send + Sync>)>,
 }
 
 /// The Any driver needs its drivers registered once per process.
@@ -158,6 +165,16 @@ impl Db {
     where
         F: Future<Output = sqlx::Result<i64>>,
     {
+        self.memo(key, count).await
+    }
+
+    /// The value named `key`, from the memo when fresh, else from `read` (and remembered). One key holds one
+    /// type of value.
+    pub async fn memo<T, E, F>(&self, key: &'static str, read: F) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<T, E>>,
+    {
         let lock = || {
             self.memo
                 .0
@@ -166,23 +183,25 @@ impl Db {
         };
         let generation = {
             let m = lock();
-            if let Some(&(at, n)) = m.counts.get(key)
+            if let Some((at, v)) = m.values.get(key)
                 && at.elapsed() < MEMO_TTL
+                && let Some(v) = v.downcast_ref::<T>()
             {
-                return Ok(n);
+                return Ok(v.clone());
             }
             m.generation
         };
         let started = Instant::now();
-        let n = count.await?;
+        let v = read.await?;
         let mut m = lock();
         if m.generation == generation {
-            m.counts.insert(key, (started, n));
+            m.values.insert(key, (started, Arc::new(v.clone())));
         }
-        Ok(n)
+        Ok(v)
     }
 
-    /// Forgets the memoised count `key` (this process just changed what it counts).
+    /// Forgets the memoised value `key` (this process just changed what it was read from; call it after the
+    /// change is committed).
     pub fn forget(&self, key: &'static str) {
         let mut m = self
             .memo
@@ -190,7 +209,7 @@ impl Db {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.generation += 1;
-        m.counts.remove(key);
+        m.values.remove(key);
     }
 
     /// Applies every pending migration.
@@ -406,6 +425,35 @@ mod tests {
         assert!(
             err.contains("sqlite://") && err.contains("postgres://"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn memoised_values_are_reused_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .unwrap();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = |names: &'static [&'static str]| {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok::<_, std::convert::Infallible>(names.to_vec()) }
+        };
+        let first = db.memo("names", read(&["a"])).await.unwrap();
+        let again = db.memo("names", read(&["b"])).await.unwrap();
+        assert_eq!(
+            (first, again),
+            (vec!["a"], vec!["a"]),
+            "the second read is the memo's"
+        );
+        db.forget("names");
+        assert_eq!(db.memo("names", read(&["c"])).await.unwrap(), vec!["c"]);
+        assert_eq!(db.memo_count("total", async { Ok(7) }).await.unwrap(), 7);
+        assert_eq!(db.memo_count("total", async { Ok(8) }).await.unwrap(), 7);
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "every future was built"
         );
     }
 

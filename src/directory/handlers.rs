@@ -550,18 +550,21 @@ pub struct UserFormPage {
 }
 
 async fn custom_names(state: &AppState) -> AppResult<Vec<String>> {
-    Ok(
-        crate::settings::repo::find_source(&state.db.pool, ENTRA_SOURCE_ID)
-            .await?
-            .map(|s| {
+    let names = state
+        .db
+        .memo(crate::settings::repo::CUSTOM_NAMES, async {
+            let source =
+                crate::settings::repo::find_source(&state.db.pool, ENTRA_SOURCE_ID).await?;
+            Ok::<_, anyhow::Error>(source.map_or_else(Vec::new, |s| {
                 s.settings
                     .custom_attributes
                     .into_iter()
                     .map(|a| a.name)
                     .collect()
-            })
-            .unwrap_or_default(),
-    )
+            }))
+        })
+        .await?;
+    Ok(names)
 }
 
 /// Which local-user form is shown.

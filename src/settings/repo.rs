@@ -92,6 +92,10 @@ const COLS: &str = "id, name, enabled, sync_interval_minutes, auto_invite, tenan
      cloud, authority_url, graph_url, apple_id_mode, apple_id_subdomain, removal_guard_percent, removal_guard_min, custom_attributes, sync_requested_at, \
      users_delta_link, groups_delta_link, delta_links_at, delta_select, updated_at";
 
+/// The memo key (`Db::memo`) of the source's custom attribute names, which the Users page reads; forget it after
+/// saving the source.
+pub const CUSTOM_NAMES: &str = "user_source_custom_names";
+
 pub async fn find_source<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,

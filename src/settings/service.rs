@@ -182,6 +182,7 @@ pub async fn save(
     )
     .await?;
     tx.commit().await?;
+    db.forget(repo::CUSTOM_NAMES);
     Ok(settings)
 }
 
