@@ -57,9 +57,9 @@ pub async fn find_admin<'e>(
     Ok(row.map(Admin::from))
 }
 
-/// The admin a request's session names, with the count of unread open notifications that every admin page's
-/// header shows (`notifications::repo::count_unread`'s condition), read in the same statement: one query fewer
-/// per page view, which on SQLite costs two thread hand-offs however small (docs/benchmarks.md).
+/// The admin a request's session names, with the count of open notifications nobody has marked read that every
+/// admin page's header shows, read in the same statement: one statement fewer per page view, which on SQLite
+/// costs hand-offs to the connection's thread however small it is (docs/benchmarks.md).
 pub async fn find_admin_with_unread<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,

@@ -86,15 +86,6 @@ pub async fn is_open<'e>(
     Ok(n > 0)
 }
 
-/// Open notifications nobody has marked read: the header badge.
-pub async fn count_unread<'e>(ex: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM notifications WHERE resolved_at IS NULL AND read_at IS NULL",
-    )
-    .fetch_one(ex)
-    .await
-}
-
 pub async fn mark_read<'e>(
     ex: impl Executor<'e, Database = Any>,
     id: &str,
