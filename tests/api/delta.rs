@@ -35,7 +35,7 @@ async fn delta_rounds_apply_every_kind_of_change() {
     emu.mutate(Mutation::AddUser(newbie));
     emu.mutate(Mutation::UpdateUser {
         id: t.users[3].id.clone(),
-        patch: serde_json::json!({"jobTitle": "Chief Tester", "mail": null}),
+        patch: serde_json::json!({"jobTitle": "Chief Tester", "mail": null, "displayName": "Renamed Tester"}),
     });
     emu.mutate(Mutation::SoftDeleteUser(t.users[4].id.clone()));
     emu.mutate(Mutation::HardDeleteUser(t.users[5].id.clone()));
@@ -69,6 +69,15 @@ async fn delta_rounds_apply_every_kind_of_change() {
         s.counters
     );
     assert_matches_truth(&app, &emu).await;
+    // The Users page's search and sort keys follow the change.
+    let keys: (String, Option<String>) = sqlx::query_as(
+        "SELECT display_name_lower, mail_lower FROM directory_users WHERE external_id = $1",
+    )
+    .bind(&t.users[3].id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(keys, ("renamed tester".to_owned(), None));
     // Restore and replays converge too.
     emu.mutate(Mutation::RestoreUser(t.users[4].id.clone()));
     emu.set_mode(Mode::ShuffleAndReplay);
